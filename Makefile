@@ -1,0 +1,58 @@
+# pg_commitlog: PGXS build.
+#
+# The file must parse on a machine that has no PostgreSQL headers yet
+# (`make test` and `make demo` install them first), so PGXS is included only
+# when pg_config can name it.
+
+EXTENSION = pg_commitlog
+EXTVERSION = 0.1.0
+
+MODULE_big = pg_commitlog
+OBJS = \
+	src/pg_commitlog.o \
+	src/offsets/offsets_shmem.o \
+	src/offsets/offsets_alloc.o \
+	src/topics/topic_cache.o \
+	src/topics/topic_config.o \
+	src/topics/topic_ddl.o \
+	src/produce/partitioner.o \
+	src/produce/produce.o \
+	src/fetch/fetch.o \
+	src/guard/guard.o
+
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+# pg_regress suites: sql/<name>.sql against expected/<name>.out
+REGRESS = topics config produce partitioner fetch privileges guard
+REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+	-Wno-sign-compare $(if $(WERROR),-Werror)
+PG_CPPFLAGS = -I$(CURDIR)/src
+SHLIB_LINK =
+
+EXTRA_CLEAN = results regression.diffs regression.out tmp_check log output_iso
+
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+.DEFAULT_GOAL := all
+
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else
+all install clean installcheck:
+	@echo "PostgreSQL server headers are missing: run 'make test' or 'make demo', which install them" >&2
+	@exit 1
+endif
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
+	cp $< $@
+
+# The two set-up commands of the README.
+.PHONY: test demo bench
+test:
+	@bash test/run.sh
+
+demo:
+	@bash scripts/demo.sh

@@ -1,0 +1,19 @@
+-- pg_commitlog demo session, run by scripts/demo.sh (`make demo`) with
+-- psql -e so each statement is echoed before its result.
+-- Add lines here as features land (e.g. consumer groups: commitlog.consume).
+
+SELECT commitlog.create_topic('orders', 3);
+
+-- keyed messages: the key picks the partition
+SELECT * FROM commitlog.produce('orders', 'hello', key => 'user-1');
+SELECT * FROM commitlog.produce('orders', '{"amount": 42}'::jsonb, key => 'user-2');
+
+-- a batch to an explicit partition
+SELECT * FROM commitlog.produce_batch('orders', ARRAY['a','b','c']::bytea[], partition => 0);
+
+SELECT * FROM commitlog.topic_list;
+SELECT * FROM commitlog.partition_list;
+
+-- read partition 0 from offset 0
+SELECT partition, log_offset, convert_from(value,'UTF8') FROM commitlog.fetch('orders', 0, 0);
+SELECT commitlog.latest_offset('orders', 0);

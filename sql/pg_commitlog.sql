@@ -1,0 +1,217 @@
+-- pg_commitlog: a Kafka-style commit log inside PostgreSQL.
+-- Installed as pg_commitlog--<version>.sql; everything is schema-qualified
+-- so the script does not depend on search_path.
+
+\echo Use "CREATE EXTENSION pg_commitlog" to load this file. \quit
+
+-- Topic tables live in their own schema so that the immutability guard can
+-- recognise them by namespace, and so that GRANTs on them read naturally.
+CREATE SCHEMA commitlog_topics;
+GRANT USAGE ON SCHEMA commitlog TO PUBLIC;
+GRANT USAGE ON SCHEMA commitlog_topics TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- Types (contract: DESIGN 5)
+------------------------------------------------------------------------------
+CREATE TYPE commitlog.header AS (key text, value bytea);
+CREATE TYPE commitlog.record AS (
+    topic text,
+    partition int,
+    log_offset bigint,
+    "timestamp" timestamptz,
+    key bytea,
+    value bytea,
+    headers commitlog.header[]
+);
+CREATE TYPE commitlog.position AS (partition int, log_offset bigint);
+CREATE TYPE commitlog.message AS (
+    key bytea,
+    value bytea,
+    headers commitlog.header[],
+    partition int,
+    ts timestamptz
+);
+
+------------------------------------------------------------------------------
+-- Metadata.  Written only by the extension's functions (as the extension's
+-- owner); readable by everyone, as Kafka's metadata is.
+------------------------------------------------------------------------------
+CREATE TABLE commitlog.topics (
+    id serial PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    partitions int NOT NULL CHECK (partitions > 0),
+    replication_factor int NOT NULL CHECK (replication_factor > 0),
+    config jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- log_start_offset is Kafka's log start offset: retention and
+-- delete_records raise it first, readers check it under their snapshot.
+CREATE TABLE commitlog.partitions (
+    topic_id int NOT NULL,
+    partition int NOT NULL,
+    log_start_offset bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (topic_id, partition)
+);
+
+-- One row per segment: the range partition [base_offset, end_offset) of a
+-- partition's table; end_offset NULL = open-ended (the active segment).
+CREATE TABLE commitlog.segments (
+    topic_id int NOT NULL,
+    partition int NOT NULL,
+    base_offset bigint NOT NULL,
+    end_offset bigint,
+    relname name NOT NULL,
+    PRIMARY KEY (topic_id, partition, base_offset)
+);
+
+GRANT SELECT ON commitlog.topics, commitlog.partitions, commitlog.segments TO PUBLIC;
+
+-- pg_dump keeps the metadata (the topic tables and offset sequences are
+-- ordinary objects in commitlog_topics and are dumped on their own).
+SELECT pg_catalog.pg_extension_config_dump('commitlog.topics', '');
+SELECT pg_catalog.pg_extension_config_dump('commitlog.topics_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('commitlog.partitions', '');
+SELECT pg_catalog.pg_extension_config_dump('commitlog.segments', '');
+
+------------------------------------------------------------------------------
+-- Topics
+------------------------------------------------------------------------------
+CREATE FUNCTION commitlog.create_topic(topic text, partitions int DEFAULT 1,
+                                       replication_factor int DEFAULT 1,
+                                       config jsonb DEFAULT '{}')
+RETURNS void
+AS 'MODULE_PATHNAME', 'create_topic'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.drop_topic(topic text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'drop_topic'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.add_partitions(topic text, partitions int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'add_partitions'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.alter_topic(topic text, config jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'alter_topic'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Every config key with its effective value (the topic's, else the broker
+-- default from the commitlog.default_* settings).
+CREATE FUNCTION commitlog.effective_config(config jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'effective_config'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+------------------------------------------------------------------------------
+-- Produce
+------------------------------------------------------------------------------
+CREATE FUNCTION commitlog.produce(topic text, value bytea, key bytea DEFAULT NULL,
+                                  partition int DEFAULT NULL,
+                                  headers commitlog.header[] DEFAULT NULL,
+                                  ts timestamptz DEFAULT NULL)
+RETURNS commitlog.position
+AS 'MODULE_PATHNAME', 'produce'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Conveniences: text is stored as UTF-8 bytes, jsonb as its text form.
+CREATE FUNCTION commitlog.produce(topic text, value text, key bytea DEFAULT NULL,
+                                  partition int DEFAULT NULL,
+                                  headers commitlog.header[] DEFAULT NULL,
+                                  ts timestamptz DEFAULT NULL)
+RETURNS commitlog.position
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$ SELECT commitlog.produce(topic, pg_catalog.convert_to(value, 'UTF8'), key,
+                               partition, headers, ts) $$;
+
+CREATE FUNCTION commitlog.produce(topic text, value jsonb, key bytea DEFAULT NULL,
+                                  partition int DEFAULT NULL,
+                                  headers commitlog.header[] DEFAULT NULL,
+                                  ts timestamptz DEFAULT NULL)
+RETURNS commitlog.position
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$ SELECT commitlog.produce(topic, pg_catalog.convert_to(value::pg_catalog.text, 'UTF8'),
+                               key, partition, headers, ts) $$;
+
+CREATE FUNCTION commitlog.produce_batch(topic text, payloads bytea[], keys bytea[] DEFAULT NULL,
+                                        partition int DEFAULT NULL)
+RETURNS SETOF commitlog.position
+AS 'MODULE_PATHNAME', 'produce_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1000;
+
+CREATE FUNCTION commitlog.produce_messages(topic text, messages commitlog.message[])
+RETURNS SETOF commitlog.position
+AS 'MODULE_PATHNAME', 'produce_messages'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1000;
+
+CREATE FUNCTION commitlog.murmur2(key bytea)
+RETURNS int
+AS 'MODULE_PATHNAME', 'murmur2'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION commitlog.partition_for_key(topic text, key bytea)
+RETURNS int
+AS 'MODULE_PATHNAME', 'partition_for_key'
+LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
+
+------------------------------------------------------------------------------
+-- Fetch and offsets.  VOLATILE: each call must compute the stable offset
+-- and take a new snapshot.
+------------------------------------------------------------------------------
+CREATE FUNCTION commitlog.fetch(topic text, partition int, from_offset bigint,
+                                max_records int DEFAULT 1000,
+                                max_bytes int DEFAULT 1048576,
+                                wait_ms int DEFAULT 0)
+RETURNS SETOF commitlog.record
+AS 'MODULE_PATHNAME', 'fetch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1000;
+
+CREATE FUNCTION commitlog.earliest_offset(topic text, partition int)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'earliest_offset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.latest_offset(topic text, partition int)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'latest_offset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.offset_for_time(topic text, partition int, ts timestamptz)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'offset_for_time'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+------------------------------------------------------------------------------
+-- Views
+------------------------------------------------------------------------------
+CREATE VIEW commitlog.topic_list AS
+SELECT t.name AS topic,
+       t.partitions,
+       t.replication_factor,
+       commitlog.effective_config(t.config) AS config
+  FROM commitlog.topics t;
+
+CREATE VIEW commitlog.partition_list AS
+SELECT t.name AS topic,
+       p.partition,
+       commitlog.earliest_offset(t.name, p.partition) AS earliest_offset,
+       commitlog.latest_offset(t.name, p.partition) AS latest_offset,
+       (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid))::bigint
+          FROM commitlog.segments s
+          JOIN pg_catalog.pg_class c
+            ON c.relname = s.relname
+           AND c.relnamespace = 'commitlog_topics'::pg_catalog.regnamespace
+         WHERE s.topic_id = p.topic_id AND s.partition = p.partition) AS size_bytes,
+       (SELECT pg_catalog.count(*)::int
+          FROM commitlog.segments s
+         WHERE s.topic_id = p.topic_id AND s.partition = p.partition) AS segments,
+       pg_catalog.current_setting('commitlog.broker_id')::int AS leader,
+       ARRAY[pg_catalog.current_setting('commitlog.broker_id')::int] AS replicas,
+       ARRAY[pg_catalog.current_setting('commitlog.broker_id')::int] AS isr
+  FROM commitlog.topics t
+  JOIN commitlog.partitions p ON p.topic_id = t.id;
+
+GRANT SELECT ON commitlog.topic_list, commitlog.partition_list TO PUBLIC;

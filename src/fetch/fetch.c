@@ -1,0 +1,332 @@
+/*-------------------------------------------------------------------------
+ *
+ * fetch.c
+ *		fetch, earliest_offset, latest_offset, offset_for_time.
+ *
+ * Why the order matters (the full argument is in docs/architecture.md):
+ * an offset below the stable offset was handed out to a transaction that,
+ * when the stable offset was computed, had already ended, and a transaction
+ * ends its entries only after its commit became visible to new snapshots.
+ * So a snapshot taken after that moment sees every committed record below
+ * the stable offset, and a reader that continues from the offset after the
+ * last record it got can never miss one that commits later.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commitlog.h"
+#include "errors.h"
+#include "executor/spi.h"
+#include "fetch/fetch.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(fetch);
+PG_FUNCTION_INFO_V1(earliest_offset);
+PG_FUNCTION_INFO_V1(latest_offset);
+PG_FUNCTION_INFO_V1(offset_for_time);
+
+static void
+fetch_require_primary(void)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot read topics on a hot standby"),
+				 errdetail("A standby has no record of the producing transactions still open on the primary, so it cannot tell which records are stable."),
+				 errhint("Read from the primary, or from a logical replica of the topic.")));
+}
+
+static void
+fetch_require_select(const Topic *topic)
+{
+	if (pg_class_aclcheck(topic->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to read topic \"%s\"", topic->name),
+				 errdetail("Reading needs the SELECT privilege on commitlog_topics.%s.",
+						   quote_identifier(topic->name)),
+				 errhint("The topic's owner can run: GRANT SELECT ON commitlog_topics.%s TO %s;",
+						 quote_identifier(topic->name),
+						 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
+}
+
+static int32
+int_arg(FunctionCallInfo fcinfo, int argno, const char *name, int32 min)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be null", name)));
+	if (PG_GETARG_INT32(argno) < min)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s: %d", name, PG_GETARG_INT32(argno)),
+				 errhint("%s must be at least %d.", name, min)));
+	return PG_GETARG_INT32(argno);
+}
+
+/* Open topic/partition from the first two arguments, for reading. */
+static Topic *
+fetch_open(FunctionCallInfo fcinfo, int32 *partition)
+{
+	Topic	   *topic;
+
+	fetch_require_primary();
+	topic = TopicOpen(TopicNameArg(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0)),
+					  AccessShareLock);
+	*partition = int_arg(fcinfo, 1, "partition", 0);
+	TopicCheckPartition(topic, *partition);
+	return topic;
+}
+
+/* The log start offset, read with snapshot. */
+static int64
+fetch_log_start(Topic *topic, int32 partition, Snapshot snapshot)
+{
+	Datum		args[2] = {Int32GetDatum(topic->id), Int32GetDatum(partition)};
+	bool		isnull;
+	int64		start;
+
+	if (topic->start_plan == NULL)
+	{
+		Oid			types[2] = {INT4OID, INT4OID};
+		SPIPlanPtr	plan = SPI_prepare("SELECT log_start_offset FROM commitlog.partitions "
+									   "WHERE topic_id = $1 AND partition = $2", 2, types);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the log start lookup");
+		SPI_keepplan(plan);
+		topic->start_plan = plan;
+	}
+	if (SPI_execute_snapshot(topic->start_plan, args, NULL, snapshot, InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "partition %d of topic \"%s\" has no metadata", partition, topic->name);
+	start = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return start;
+}
+
+/*
+ * The readable range of a partition, and the snapshot to read it with
+ * (registered; the caller unregisters it).  Must be called inside SPI.
+ */
+static FetchRange
+fetch_range(Topic *topic, int32 partition, Snapshot *snapshot)
+{
+	OffsetsPartitionKey key = {MyDatabaseId, topic->id, partition};
+	OffsetsEnd	end = OffsetsGetEnd(&key, topic->seq_relids[partition]);
+	FetchRange	range;
+
+	/* the snapshot is taken only now, after the stable offset */
+	*snapshot = RegisterSnapshot(GetLatestSnapshot());
+	range.earliest = fetch_log_start(topic, partition, *snapshot);
+	range.stable = end.stable;
+	range.log_end = end.log_end;
+	return range;
+}
+
+static void
+fetch_out_of_range(Topic *topic, int32 partition, int64 offset, FetchRange range)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_COMMITLOG_OFFSET_OUT_OF_RANGE),
+			 errmsg("offset " INT64_FORMAT " is out of range for partition %d of topic \"%s\"",
+					offset, partition, topic->name),
+			 errdetail("The earliest offset is " INT64_FORMAT " and the latest is " INT64_FORMAT ".",
+					   range.earliest, range.stable),
+			 errhint("Fetch from an offset in that range; commitlog.earliest_offset() and commitlog.latest_offset() give its ends.")));
+}
+
+static SPIPlanPtr
+fetch_plan(Topic *topic)
+{
+	if (topic->fetch_plan == NULL)
+	{
+		Oid			types[4] = {INT4OID, INT8OID, INT8OID, INT8OID};
+		char	   *sql = psprintf("SELECT partition, log_offset, \"timestamp\", key, value, headers "
+								   "FROM commitlog_topics.%s "
+								   "WHERE partition = $1 AND log_offset >= $2 AND log_offset < $3 "
+								   "ORDER BY log_offset LIMIT $4",
+								   quote_identifier(topic->name));
+		SPIPlanPtr	plan = SPI_prepare(sql, 4, types);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the fetch of topic \"%s\"", topic->name);
+		SPI_keepplan(plan);
+		topic->fetch_plan = plan;
+	}
+	return topic->fetch_plan;
+}
+
+static Size
+attr_bytes(HeapTuple tuple, TupleDesc desc, int attno)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, attno, &isnull);
+
+	return isnull ? 0 : toast_raw_datum_size(d) - VARHDRSZ;
+}
+
+/*
+ * fetch(topic text, partition int, from_offset bigint, max_records int,
+ *		 max_bytes int, wait_ms int) RETURNS SETOF commitlog.record
+ */
+Datum
+fetch(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32		partition;
+	Topic	   *topic;
+	int64		from;
+	int32		max_records;
+	int32		max_bytes;
+	Snapshot	snapshot;
+	FetchRange	range;
+	Datum		args[4];
+	Size		bytes = 0;
+	Datum		topic_name;
+
+	SetSingleFuncCall(fcinfo, 0);
+	topic = fetch_open(fcinfo, &partition);
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_offset must not be null"),
+				 errhint("Pass commitlog.earliest_offset() to read from the start.")));
+	from = PG_GETARG_INT64(2);
+	max_records = int_arg(fcinfo, 3, "max_records", 1);
+	max_bytes = int_arg(fcinfo, 4, "max_bytes", 1);
+	(void) int_arg(fcinfo, 5, "wait_ms", 0);
+	fetch_require_select(topic);
+
+	SPI_connect();
+	range = fetch_range(topic, partition, &snapshot);
+
+	/*
+	 * As Kafka: an offset past the log end is out of range, one between the
+	 * stable offset and the log end (taken by a transaction still open) just
+	 * has nothing to read yet.
+	 */
+	if (from < range.earliest || from > range.log_end)
+		fetch_out_of_range(topic, partition, from, range);
+
+	if (from < range.stable)
+	{
+		args[0] = Int32GetDatum(partition);
+		args[1] = Int64GetDatum(from);
+		args[2] = Int64GetDatum(range.stable);
+		args[3] = Int64GetDatum(max_records);
+		if (SPI_execute_snapshot(fetch_plan(topic), args, NULL, snapshot, InvalidSnapshot,
+								 true, false, max_records) != SPI_OK_SELECT)
+			elog(ERROR, "could not read topic \"%s\"", topic->name);
+
+		topic_name = CStringGetTextDatum(topic->name);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tuple = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			Datum		values[7];
+			bool		nulls[7];
+			Size		size;
+
+			/* at least one record, even above max_bytes, as Kafka */
+			size = attr_bytes(tuple, desc, 4) + attr_bytes(tuple, desc, 5) + attr_bytes(tuple, desc, 6);
+			if (i > 0 && bytes + size > (Size) max_bytes)
+				break;
+			bytes += size;
+
+			values[0] = topic_name;
+			nulls[0] = false;
+			for (int a = 1; a <= 6; a++)
+				values[a] = SPI_getbinval(tuple, desc, a, &nulls[a]);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+
+	UnregisterSnapshot(snapshot);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* earliest_offset(topic text, partition int) RETURNS bigint */
+Datum
+earliest_offset(PG_FUNCTION_ARGS)
+{
+	int32		partition;
+	Topic	   *topic = fetch_open(fcinfo, &partition);
+	Snapshot	snapshot;
+	int64		start;
+
+	SPI_connect();
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	start = fetch_log_start(topic, partition, snapshot);
+	UnregisterSnapshot(snapshot);
+	SPI_finish();
+	PG_RETURN_INT64(start);
+}
+
+/* latest_offset(topic text, partition int) RETURNS bigint: the stable offset */
+Datum
+latest_offset(PG_FUNCTION_ARGS)
+{
+	int32		partition;
+	Topic	   *topic = fetch_open(fcinfo, &partition);
+	OffsetsPartitionKey key = {MyDatabaseId, topic->id, partition};
+
+	PG_RETURN_INT64(OffsetsGetEnd(&key, topic->seq_relids[partition]).stable);
+}
+
+/*
+ * offset_for_time(topic text, partition int, ts timestamptz) RETURNS bigint:
+ * the first readable offset whose timestamp is at or after ts, or NULL.
+ */
+Datum
+offset_for_time(PG_FUNCTION_ARGS)
+{
+	int32		partition;
+	Topic	   *topic;
+	Snapshot	snapshot;
+	FetchRange	range;
+	Datum		args[4];
+	Oid			types[4] = {INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID};
+	bool		isnull = true;
+	Datum		result = (Datum) 0;
+	char	   *sql;
+
+	topic = fetch_open(fcinfo, &partition);
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ts must not be null"),
+				 errhint("Pass the timestamp to search from.")));
+	fetch_require_select(topic);
+
+	SPI_connect();
+	range = fetch_range(topic, partition, &snapshot);
+	sql = psprintf("SELECT log_offset FROM commitlog_topics.%s "
+				   "WHERE partition = $1 AND log_offset >= $2 AND log_offset < $3 "
+				   "AND \"timestamp\" >= $4 ORDER BY log_offset LIMIT 1",
+				   quote_identifier(topic->name));
+	args[0] = Int32GetDatum(partition);
+	args[1] = Int64GetDatum(range.earliest);
+	args[2] = Int64GetDatum(range.stable);
+	args[3] = PG_GETARG_DATUM(2);
+	if (SPI_execute_snapshot(SPI_prepare(sql, 4, types), args, NULL, snapshot, InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read topic \"%s\"", topic->name);
+	if (SPI_processed > 0)
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	UnregisterSnapshot(snapshot);
+	SPI_finish();
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}

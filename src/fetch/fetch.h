@@ -1,0 +1,27 @@
+/*
+ * fetch.h
+ *		Reading records: fetch, earliest_offset, latest_offset,
+ *		offset_for_time.
+ *
+ * Every read follows the same order (offsets.h): compute the partition's
+ * stable offset, THEN take a fresh snapshot (never the transaction's, so a
+ * REPEATABLE READ caller cannot skip a record), then read the log start
+ * offset and the records with that snapshot, below the stable offset.
+ */
+#ifndef COMMITLOG_FETCH_H
+#define COMMITLOG_FETCH_H
+
+#include "postgres.h"
+
+#include "offsets/offsets.h"
+#include "topics/topics.h"
+
+/* A partition's readable range under one snapshot. */
+typedef struct FetchRange
+{
+	int64		earliest;		/* log start offset */
+	int64		stable;			/* latest_offset: reads stop below it */
+	int64		log_end;		/* next offset to be handed out */
+} FetchRange;
+
+#endif							/* COMMITLOG_FETCH_H */

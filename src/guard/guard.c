@@ -1,0 +1,158 @@
+/*-------------------------------------------------------------------------
+ *
+ * guard.c
+ *		Keep topic tables append-only and immutable; see guard.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "commitlog.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "guard/guard.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "topics/topics.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+
+static ExecutorCheckPerms_hook_type prev_check_perms_hook = NULL;
+static ProcessUtility_hook_type prev_process_utility_hook = NULL;
+
+/* > 0 while the extension itself changes topic storage */
+static int	internal_depth = 0;
+
+static bool
+guard_bypassed(void)
+{
+	return internal_depth > 0 || commitlog_restore_mode;
+}
+
+static bool
+is_topic_relation(Oid relid)
+{
+	Oid			nsp;
+
+	if (!OidIsValid(relid))
+		return false;
+	nsp = TopicSchemaOid(true);
+	return OidIsValid(nsp) && get_rel_namespace(relid) == nsp;
+}
+
+static void
+guard_refuse(Oid relid, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot %s topic table \"%s\"", what, get_rel_name(relid)),
+			 errdetail("Topic data is append-only and immutable; records are added only by commitlog.produce()."),
+			 errhint("Append with commitlog.produce(); drop the whole topic with commitlog.drop_topic().")));
+}
+
+static bool
+guard_check_perms(List *rangeTable, bool ereport_on_violation)
+{
+	ListCell   *lc;
+
+	if (!guard_bypassed())
+	{
+		foreach(lc, rangeTable)
+		{
+			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+			if (rte->rtekind == RTE_RELATION &&
+				(rte->requiredPerms & (ACL_INSERT | ACL_UPDATE | ACL_DELETE)) != 0 &&
+				is_topic_relation(rte->relid))
+			{
+				if (!ereport_on_violation)
+					return false;
+				guard_refuse(rte->relid, (rte->requiredPerms & ACL_INSERT) ? "insert into" :
+							 (rte->requiredPerms & ACL_DELETE) ? "delete from" : "update");
+			}
+		}
+	}
+	if (prev_check_perms_hook)
+		return prev_check_perms_hook(rangeTable, ereport_on_violation);
+	return true;
+}
+
+static void
+guard_check_rangevar(RangeVar *rv, const char *what)
+{
+	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+	if (is_topic_relation(relid))
+		guard_refuse(relid, what);
+}
+
+static void
+guard_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					  ProcessUtilityContext context, ParamListInfo params,
+					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (!guard_bypassed() && TopicSchemaOid(true) != InvalidOid)
+	{
+		ListCell   *lc;
+
+		switch (nodeTag(stmt))
+		{
+			case T_TruncateStmt:
+				foreach(lc, ((TruncateStmt *) stmt)->relations)
+					guard_check_rangevar(lfirst_node(RangeVar, lc), "truncate");
+				break;
+			case T_AlterTableStmt:
+				guard_check_rangevar(((AlterTableStmt *) stmt)->relation, "alter");
+				break;
+			case T_DropStmt:
+				{
+					DropStmt   *drop = (DropStmt *) stmt;
+
+					if (drop->removeType != OBJECT_TABLE && drop->removeType != OBJECT_SEQUENCE &&
+						drop->removeType != OBJECT_INDEX)
+						break;
+					foreach(lc, drop->objects)
+						guard_check_rangevar(makeRangeVarFromNameList(lfirst(lc)), "drop");
+				}
+				break;
+			default:
+				break;
+		}
+	}
+
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context, params,
+								  queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+}
+
+/* Run sql (inside an SPI connection) past the guard. */
+void
+GuardExecInternal(const char *sql)
+{
+	internal_depth++;
+	PG_TRY();
+	{
+		if (SPI_execute(sql, false, 0) < 0)
+			elog(ERROR, "internal statement failed: %s", sql);
+	}
+	PG_FINALLY();
+	{
+		internal_depth--;
+	}
+	PG_END_TRY();
+}
+
+void
+GuardInit(void)
+{
+	prev_check_perms_hook = ExecutorCheckPerms_hook;
+	ExecutorCheckPerms_hook = guard_check_perms;
+	prev_process_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = guard_process_utility;
+}

@@ -1,0 +1,52 @@
+/*
+ * offsets.h
+ *		Offset allocation and the last stable offset (LSO).
+ *
+ * This is the heart of pg_commitlog's correctness; README.md in this folder
+ * states the invariants and the argument.  In short:
+ *
+ *	- offsets come from a per-partition SEQUENCE in blocks and are handed out
+ *	  from shared memory, so they never go back, not even after a crash;
+ *	- a producing transaction registers the lowest offset it took in each
+ *	  partition before the offset is handed out, and drops the registration
+ *	  once its commit is visible (and durable) or it aborted;
+ *	- a reader computes stable = min(next offset, lowest registered) FIRST and
+ *	  takes its snapshot AFTER, then reads below stable: every lower offset is
+ *	  either visible in that snapshot or will never commit.
+ */
+#ifndef COMMITLOG_OFFSETS_H
+#define COMMITLOG_OFFSETS_H
+
+#include "postgres.h"
+
+/* offsets reserved from the partition's sequence at a time */
+#define OFFSETS_BLOCK_SIZE			1024
+
+/* partitions one transaction may produce to (fixed per-backend array) */
+#define OFFSETS_MAX_TXN_PARTITIONS	64
+
+/* identifies one partition in the whole cluster (topic ids are per database) */
+typedef struct OffsetsPartitionKey
+{
+	Oid			dbid;
+	int32		topic_id;
+	int32		partition;
+} OffsetsPartitionKey;
+
+/* what a reader needs to know about a partition's end */
+typedef struct OffsetsEnd
+{
+	int64		stable;			/* last stable offset: reads stop below it */
+	int64		log_end;		/* next offset to be handed out */
+} OffsetsEnd;
+
+extern void OffsetsShmemRequest(void);
+extern void OffsetsShmemStartup(void);
+extern void OffsetsInit(void);
+
+extern void OffsetsAllocate(const OffsetsPartitionKey *key, Oid seqrelid,
+							int count, int64 *offsets);
+extern OffsetsEnd OffsetsGetEnd(const OffsetsPartitionKey *key, Oid seqrelid);
+extern void OffsetsForgetTopic(Oid dbid, int32 topic_id, int32 npartitions);
+
+#endif							/* COMMITLOG_OFFSETS_H */

@@ -1,0 +1,268 @@
+/*-------------------------------------------------------------------------
+ *
+ * offsets_alloc.c
+ *		Handing out offsets, and ending a transaction's in-flight entries.
+ *
+ * Producers to one partition never wait for each other's commits: taking
+ * offsets is a few instructions under the partition's LWLock, and the only
+ * thing that waits for an open transaction is the stable offset readers see.
+ *
+ * Blocks of OFFSETS_BLOCK_SIZE offsets come from the partition's sequence.
+ * nextval() is WAL-logged but that WAL is not flushed by itself; if the
+ * tail of a block were rolled back and the server crashed before any flush,
+ * the sequence could come back below offsets a reader was already told
+ * about (latest_offset).  So each new block's WAL is flushed before the
+ * block is used: one flush per block, usually already done by group commit.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "commands/sequence.h"
+#include "miscadmin.h"
+#include "offsets/offsets_internal.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+
+/* does this backend's current transaction have open entries? */
+static bool xact_has_entries = false;
+static bool exit_callback_registered = false;
+
+/* Take a fresh block from the sequence and install it if still useful. */
+static void
+offsets_refill(PartitionSlot *slot, Oid seqrelid)
+{
+	int64		block = nextval_internal(seqrelid, false);
+
+	XLogFlush(GetXLogInsertRecPtr());
+
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+
+	/*
+	 * Another backend may have refilled first; a block below the current
+	 * reservation would make offsets go back, so it is dropped (a gap).
+	 */
+	if (slot->next_offset == slot->reserved_end && block >= slot->reserved_end)
+	{
+		slot->next_offset = block;
+		slot->reserved_end = block + OFFSETS_BLOCK_SIZE;
+	}
+	LWLockRelease(&slot->lock);
+}
+
+/* Mark the entries of asynchronous commits that are now durable as free. */
+static void
+offsets_release_flushed(InflightSet *set)
+{
+	uint32		used = pg_atomic_read_u32(&set->used);
+	XLogRecPtr	flushed = GetFlushRecPtr(NULL);
+	bool		any_live = false;
+
+	for (uint32 i = 0; i < used; i++)
+	{
+		InflightEntry *e = &set->entries[i];
+		XLogRecPtr	lsn;
+
+		if (e->key.partition == INFLIGHT_FREE)
+			continue;
+		lsn = pg_atomic_read_u64(&e->commit_lsn);
+		if (lsn != InvalidXLogRecPtr && lsn <= flushed)
+			e->key.partition = INFLIGHT_FREE;
+		else
+			any_live = true;
+	}
+	if (!any_live)
+		pg_atomic_write_u32(&set->used, 0);
+}
+
+/* This transaction's open entry for the partition, or -1. */
+static int
+offsets_find_open(InflightSet *set, const OffsetsPartitionKey *key)
+{
+	uint32		used = pg_atomic_read_u32(&set->used);
+
+	for (uint32 i = 0; i < used; i++)
+	{
+		InflightEntry *e = &set->entries[i];
+
+		if (offsets_key_equal(&e->key, key) &&
+			pg_atomic_read_u64(&e->commit_lsn) == InvalidXLogRecPtr)
+			return (int) i;
+	}
+	return -1;
+}
+
+/*
+ * A free entry index, making room if needed.  Entries of asynchronous
+ * commits still waiting for their flush are made durable here rather than
+ * failing the producer.
+ */
+static int
+offsets_free_entry(InflightSet *set)
+{
+	uint32		used;
+
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		offsets_release_flushed(set);
+		used = pg_atomic_read_u32(&set->used);
+		for (uint32 i = 0; i < used; i++)
+			if (set->entries[i].key.partition == INFLIGHT_FREE)
+				return (int) i;
+		if (used < OFFSETS_MAX_TXN_PARTITIONS)
+			return (int) used;
+		if (attempt == 0)
+			XLogFlush(GetXLogInsertRecPtr());
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("a transaction can produce to at most %d partitions",
+					OFFSETS_MAX_TXN_PARTITIONS),
+			 errhint("Commit the transaction and produce the remaining records in another one.")));
+	return -1;					/* keep the compiler quiet */
+}
+
+static void
+offsets_exit_callback(int code, Datum arg)
+{
+	InflightSet *set;
+	uint32		used;
+
+	if (offsets_shared == NULL || MyProc == NULL)
+		return;
+	set = OffsetsMySet();
+	used = pg_atomic_read_u32(&set->used);
+	for (uint32 i = 0; i < used; i++)
+		set->entries[i].key.partition = INFLIGHT_FREE;
+	pg_atomic_write_u32(&set->used, 0);
+}
+
+/*
+ * Hand out count offsets of one partition into offsets[], in increasing
+ * order.  They are contiguous unless a block boundary falls inside.
+ */
+void
+OffsetsAllocate(const OffsetsPartitionKey *key, Oid seqrelid, int count,
+				int64 *offsets)
+{
+	PartitionSlot *slot = OffsetsGetSlot(key, seqrelid);
+	InflightSet *set = OffsetsMySet();
+	int			open_entry = offsets_find_open(set, key);
+	int			free_entry = -1;
+	int			filled = 0;
+
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(offsets_exit_callback, (Datum) 0);
+		exit_callback_registered = true;
+	}
+
+	/* the set is ours alone: pick the entry before taking the slot lock */
+	if (open_entry < 0)
+		free_entry = offsets_free_entry(set);
+
+	while (filled < count)
+	{
+		int64		avail;
+
+		LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+		avail = slot->reserved_end - slot->next_offset;
+		if (avail <= 0)
+		{
+			LWLockRelease(&slot->lock);
+			offsets_refill(slot, seqrelid);
+			continue;
+		}
+
+		if (open_entry < 0)
+		{
+			int			i = free_entry;
+			InflightEntry *e = &set->entries[i];
+
+			e->lowest = slot->next_offset;
+			pg_atomic_write_u64(&e->commit_lsn, InvalidXLogRecPtr);
+			e->key.dbid = key->dbid;
+			e->key.topic_id = key->topic_id;
+			pg_write_barrier();
+			e->key.partition = key->partition;
+			if ((uint32) i >= pg_atomic_read_u32(&set->used))
+			{
+				pg_write_barrier();
+				pg_atomic_write_u32(&set->used, i + 1);
+			}
+			open_entry = i;
+			xact_has_entries = true;
+		}
+
+		while (filled < count && slot->next_offset < slot->reserved_end)
+			offsets[filled++] = slot->next_offset++;
+		LWLockRelease(&slot->lock);
+	}
+}
+
+/*
+ * End this transaction's entries.  Both COMMIT and ABORT fire after
+ * ProcArrayEndTransaction, so the rows are already visible (or dead) to new
+ * snapshots.  After an asynchronous commit whose record is not flushed yet,
+ * the entries stay, stamped with the commit's end, so that no reader sees a
+ * record a crash could still take back.
+ */
+static void
+offsets_end_xact(XLogRecPtr commit_end)
+{
+	InflightSet *set = OffsetsMySet();
+	uint32		used = pg_atomic_read_u32(&set->used);
+	bool		durable = commit_end == InvalidXLogRecPtr ||
+		commit_end <= GetFlushRecPtr(NULL);
+
+	for (uint32 i = 0; i < used; i++)
+	{
+		InflightEntry *e = &set->entries[i];
+
+		if (e->key.partition == INFLIGHT_FREE ||
+			pg_atomic_read_u64(&e->commit_lsn) != InvalidXLogRecPtr)
+			continue;
+		if (durable)
+			e->key.partition = INFLIGHT_FREE;
+		else
+			pg_atomic_write_u64(&e->commit_lsn, commit_end);
+	}
+	offsets_release_flushed(set);
+	xact_has_entries = false;
+}
+
+static void
+offsets_xact_callback(XactEvent event, void *arg)
+{
+	if (!xact_has_entries)
+		return;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			/* a prepared transaction would hold readers back indefinitely */
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot prepare a transaction that produced records"),
+					 errdetail("A prepared transaction would hold back every reader of the partitions it produced to."),
+					 errhint("Commit the transaction instead of preparing it.")));
+			break;
+		case XACT_EVENT_COMMIT:
+			offsets_end_xact(XactLastCommitEnd);
+			break;
+		case XACT_EVENT_ABORT:
+			offsets_end_xact(InvalidXLogRecPtr);
+			break;
+		default:
+			break;
+	}
+}
+
+void
+OffsetsInit(void)
+{
+	OffsetsShmemRequest();
+	RegisterXactCallback(offsets_xact_callback, NULL);
+}

@@ -1,0 +1,417 @@
+/*-------------------------------------------------------------------------
+ *
+ * topic_ddl.c
+ *		create_topic, drop_topic, add_partitions, alter_topic.
+ *
+ * Topic DDL is serialized by a SHARE ROW EXCLUSIVE lock on commitlog.topics,
+ * which produce and fetch never conflict with (they only read it, and only
+ * on a cache miss).  Storage is created by the caller, who owns the topic's
+ * table and so may GRANT on it; the metadata rows are written as the
+ * extension's owner, with search_path pinned, so that users need no rights
+ * on the metadata tables.
+ *
+ * New partitions are CREATE TABLE + ATTACH PARTITION, which takes only
+ * SHARE UPDATE EXCLUSIVE on the topic's table: add_partitions does not stop
+ * producers and readers of the existing partitions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commitlog.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "guard/guard.h"
+#include "miscadmin.h"
+#include "offsets/offsets.h"
+#include "storage/lmgr.h"
+#include "topics/topics.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+PG_FUNCTION_INFO_V1(create_topic);
+PG_FUNCTION_INFO_V1(drop_topic);
+PG_FUNCTION_INFO_V1(add_partitions);
+PG_FUNCTION_INFO_V1(alter_topic);
+PG_FUNCTION_INFO_V1(effective_config);
+
+/* what DDL needs to know about an existing topic */
+typedef struct TopicRow
+{
+	int32		id;
+	int32		partitions;
+	Jsonb	   *config;
+	Oid			relid;
+} TopicRow;
+
+/* Kafka's legal characters; "." and ".." would confuse file-based tools. */
+void
+TopicValidateName(const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (len == 0 || len > COMMITLOG_MAX_TOPIC_NAME)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid topic name \"%s\"", name),
+				 errdetail("A topic name has 1 to %d characters; this one has %zu.",
+						   COMMITLOG_MAX_TOPIC_NAME, len),
+				 errhint("Choose a shorter name.")));
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid topic name \"%s\"", name),
+				 errdetail("\".\" and \"..\" are not allowed as topic names."),
+				 errhint("Choose a name with at least one letter or digit.")));
+	for (const char *c = name; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+			  (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid topic name \"%s\"", name),
+					 errdetail("Topic names may contain only ASCII letters, digits, \".\", \"_\" and \"-\"."),
+					 errhint("Replace the character \"%c\".", *c)));
+}
+
+/* Pin search_path for the statements this file runs; undone by DdlEnd. */
+static int
+ddl_begin(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	SPI_connect();
+	return nestlevel;
+}
+
+static void
+ddl_end(int nestlevel)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/* Run a metadata statement as the owner of the metadata tables. */
+static void
+meta_exec(const char *sql, int nargs, Oid *argtypes, Datum *args)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	Oid			owner;
+	HeapTuple	tuple;
+	Oid			relid = get_relname_relid("topics", get_namespace_oid(COMMITLOG_SCHEMA, false));
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_execute_with_args(sql, nargs, argtypes, args, NULL, false, 0) < 0)
+		elog(ERROR, "metadata statement failed: %s", sql);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+/* Serialize topic DDL; see the file comment. */
+static void
+ddl_lock(void)
+{
+	Oid			relid = get_relname_relid("topics", get_namespace_oid(COMMITLOG_SCHEMA, false));
+
+	LockRelationOid(relid, ShareRowExclusiveLock);
+}
+
+/* The topic's metadata row (within ddl_begin), or error 42704. */
+static TopicRow
+ddl_find_topic(const char *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(name)};
+	TopicRow	row;
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT id, partitions, config FROM commitlog.topics WHERE name = $1",
+							  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read commitlog.topics");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic \"%s\" does not exist", name),
+				 errhint("Look in commitlog.topic_list for existing topics.")));
+	row.id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	row.partitions = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	row.config = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	row.relid = get_relname_relid(name, TopicSchemaOid(false));
+	if (!OidIsValid(row.relid))
+		elog(ERROR, "table of topic \"%s\" is missing", name);
+	return row;
+}
+
+static void
+ddl_check_owner(const char *name, Oid relid)
+{
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of topic \"%s\"", name),
+				 errdetail("Dropping or reconfiguring a topic needs ownership of its table commitlog_topics.%s.",
+						   quote_identifier(name)),
+				 errhint("Ask the owner, or a superuser, to do it.")));
+}
+
+static void
+ddl_check_partition_count(int32 partitions)
+{
+	if (partitions < 1 || partitions > commitlog_max_partitions)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid number of partitions: %d", partitions),
+				 errdetail("A topic has from 1 to %d partitions (commitlog.max_partitions).",
+						   commitlog_max_partitions),
+				 errhint("Choose a number in that range.")));
+}
+
+/*
+ * Storage of one partition: a table range-partitioned by offset holding its
+ * first segment, attached to the topic's table, and the offset sequence.
+ * The first segment is open-ended until segment rolling divides the range.
+ */
+static void
+ddl_create_partition(const char *name, int32 topic_id, int32 p)
+{
+	const char *topic = quote_identifier(name);
+	Oid			argtypes[3] = {INT4OID, INT4OID, TEXTOID};
+	Datum		args[3];
+	char		segment[NAMEDATALEN];
+
+	snprintf(segment, sizeof(segment), "t%d_p%d_s0", topic_id, p);
+	GuardExecInternal(psprintf("CREATE TABLE commitlog_topics.t%d_p%d (LIKE commitlog_topics.%s) "
+							   "PARTITION BY RANGE (log_offset)", topic_id, p, topic));
+	GuardExecInternal(psprintf("CREATE TABLE commitlog_topics.%s (LIKE commitlog_topics.%s)",
+							   segment, topic));
+	GuardExecInternal(psprintf("ALTER TABLE commitlog_topics.t%d_p%d ATTACH PARTITION "
+							   "commitlog_topics.%s FOR VALUES FROM (0) TO (MAXVALUE)",
+							   topic_id, p, segment));
+	GuardExecInternal(psprintf("ALTER TABLE commitlog_topics.%s ATTACH PARTITION "
+							   "commitlog_topics.t%d_p%d FOR VALUES IN (%d)",
+							   topic, topic_id, p, p));
+	GuardExecInternal(psprintf("CREATE SEQUENCE commitlog_topics.t%d_p%d_seq "
+							   "INCREMENT BY %d MINVALUE 0 START WITH 0 NO CYCLE",
+							   topic_id, p, OFFSETS_BLOCK_SIZE));
+
+	args[0] = Int32GetDatum(topic_id);
+	args[1] = Int32GetDatum(p);
+	meta_exec("INSERT INTO commitlog.partitions (topic_id, partition) VALUES ($1, $2)",
+			  2, argtypes, args);
+	args[2] = CStringGetTextDatum(segment);
+	meta_exec("INSERT INTO commitlog.segments (topic_id, partition, base_offset, relname) "
+			  "VALUES ($1, $2, 0, $3)", 3, argtypes, args);
+}
+
+/* create_topic(topic text, partitions int, replication_factor int, config jsonb) */
+Datum
+create_topic(PG_FUNCTION_ARGS)
+{
+	char	   *name = TopicNameArg(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	int32		partitions;
+	int32		rf;
+	Jsonb	   *config;
+	Oid			nsp;
+	int			nestlevel;
+	Oid			argtypes[4] = {TEXTOID, INT4OID, INT4OID, JSONBOID};
+	Datum		args[4];
+	bool		isnull;
+	int32		topic_id;
+	AclResult	aclresult;
+
+	TopicValidateName(name);
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("partitions and replication_factor must not be null"),
+				 errhint("Leave them out to get 1 partition and replication factor 1.")));
+	partitions = PG_GETARG_INT32(1);
+	rf = PG_GETARG_INT32(2);
+	ddl_check_partition_count(partitions);
+	if (rf < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid replication factor: %d", rf),
+				 errhint("The replication factor is at least 1.")));
+	if (rf > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("replication factor %d is larger than the number of available brokers (1)", rf),
+				 errdetail("This broker has no coordinator configured, so it is a cluster of one broker."),
+				 errhint("Use replication_factor 1.")));
+	config = TopicConfigNormalize(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), NULL);
+
+	nsp = TopicSchemaOid(false);
+	aclresult = pg_namespace_aclcheck(nsp, GetUserId(), ACL_CREATE);
+	if (aclresult != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create topic \"%s\"", name),
+				 errdetail("Creating a topic needs the CREATE privilege on schema commitlog_topics."),
+				 errhint("A superuser can run: GRANT CREATE ON SCHEMA commitlog_topics TO %s;",
+						 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
+
+	nestlevel = ddl_begin();
+	ddl_lock();
+	args[0] = CStringGetTextDatum(name);
+	if (SPI_execute_with_args("SELECT 1 FROM commitlog.topics WHERE name = $1",
+							  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read commitlog.topics");
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("topic \"%s\" already exists", name),
+				 errhint("Choose another name, or drop the topic first with commitlog.drop_topic().")));
+	if (OidIsValid(get_relname_relid(name, nsp)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation commitlog_topics.%s already exists", quote_identifier(name)),
+				 errdetail("A table that is not a topic has the topic's name in schema commitlog_topics."),
+				 errhint("Rename or drop that table, or choose another topic name.")));
+
+	args[1] = Int32GetDatum(partitions);
+	args[2] = Int32GetDatum(rf);
+	args[3] = JsonbPGetDatum(config);
+	meta_exec("INSERT INTO commitlog.topics (name, partitions, replication_factor, config) "
+			  "VALUES ($1, $2, $3, $4) RETURNING id", 4, argtypes, args);
+	topic_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	GuardExecInternal(psprintf("CREATE TABLE commitlog_topics.%s ("
+							   "partition int4 NOT NULL, log_offset int8 NOT NULL, "
+							   "\"timestamp\" timestamptz NOT NULL, key bytea, value bytea, "
+							   "headers commitlog.header[], "
+							   "PRIMARY KEY (partition, log_offset)) PARTITION BY LIST (partition)",
+							   quote_identifier(name)));
+	for (int32 p = 0; p < partitions; p++)
+		ddl_create_partition(name, topic_id, p);
+
+	ddl_end(nestlevel);
+	PG_RETURN_VOID();
+}
+
+/* drop_topic(topic text) */
+Datum
+drop_topic(PG_FUNCTION_ARGS)
+{
+	char	   *name = TopicNameArg(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	int			nestlevel = ddl_begin();
+	TopicRow	row;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1];
+
+	ddl_lock();
+	row = ddl_find_topic(name);
+	ddl_check_owner(name, row.relid);
+
+	/* waits for open producers and readers of the topic */
+	GuardExecInternal(psprintf("DROP TABLE commitlog_topics.%s", quote_identifier(name)));
+	for (int32 p = 0; p < row.partitions; p++)
+		GuardExecInternal(psprintf("DROP SEQUENCE commitlog_topics.t%d_p%d_seq", row.id, p));
+
+	args[0] = Int32GetDatum(row.id);
+	meta_exec("DELETE FROM commitlog.segments WHERE topic_id = $1", 1, argtypes, args);
+	meta_exec("DELETE FROM commitlog.partitions WHERE topic_id = $1", 1, argtypes, args);
+	meta_exec("DELETE FROM commitlog.topics WHERE id = $1", 1, argtypes, args);
+	OffsetsForgetTopic(MyDatabaseId, row.id, row.partitions);
+
+	ddl_end(nestlevel);
+	PG_RETURN_VOID();
+}
+
+/* add_partitions(topic text, partitions int): the new total */
+Datum
+add_partitions(PG_FUNCTION_ARGS)
+{
+	char	   *name = TopicNameArg(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	int32		partitions;
+	int			nestlevel;
+	TopicRow	row;
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		args[2];
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("partitions must not be null"),
+				 errhint("Pass the new total number of partitions.")));
+	partitions = PG_GETARG_INT32(1);
+	ddl_check_partition_count(partitions);
+
+	nestlevel = ddl_begin();
+	ddl_lock();
+	row = ddl_find_topic(name);
+	ddl_check_owner(name, row.relid);
+	if (partitions <= row.partitions)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("topic \"%s\" already has %d partition%s", name, row.partitions,
+						row.partitions == 1 ? "" : "s"),
+				 errdetail("add_partitions takes the new total, and partitions can never be removed."),
+				 errhint("Pass a number larger than %d.", row.partitions)));
+
+	for (int32 p = row.partitions; p < partitions; p++)
+		ddl_create_partition(name, row.id, p);
+	args[0] = Int32GetDatum(row.id);
+	args[1] = Int32GetDatum(partitions);
+	meta_exec("UPDATE commitlog.topics SET partitions = $2 WHERE id = $1", 2, argtypes, args);
+	CacheInvalidateRelcacheByRelid(row.relid);
+
+	ddl_end(nestlevel);
+	PG_RETURN_VOID();
+}
+
+/* alter_topic(topic text, config jsonb): merge keys; JSON null resets one */
+Datum
+alter_topic(PG_FUNCTION_ARGS)
+{
+	char	   *name = TopicNameArg(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	Jsonb	   *config;
+	int			nestlevel;
+	TopicRow	row;
+	Oid			argtypes[2] = {INT4OID, JSONBOID};
+	Datum		args[2];
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("config must not be null"),
+				 errhint("Pass the keys to change, e.g. '{\"retention.ms\": 3600000}'; a key set to null returns to its default.")));
+
+	nestlevel = ddl_begin();
+	ddl_lock();
+	row = ddl_find_topic(name);
+	ddl_check_owner(name, row.relid);
+	config = TopicConfigNormalize(PG_GETARG_JSONB_P(1), row.config);
+
+	args[0] = Int32GetDatum(row.id);
+	args[1] = JsonbPGetDatum(config);
+	meta_exec("UPDATE commitlog.topics SET config = $2 WHERE id = $1", 2, argtypes, args);
+	/* producers cache max.message.bytes and the timestamp type */
+	CacheInvalidateRelcacheByRelid(row.relid);
+
+	ddl_end(nestlevel);
+	PG_RETURN_VOID();
+}
+
+/* effective_config(config jsonb): every key, defaults filled in (topic_list) */
+Datum
+effective_config(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_JSONB_P(TopicConfigEffective(PG_GETARG_JSONB_P(0)));
+}

@@ -1,0 +1,68 @@
+/*
+ * topics.h
+ *		Topic catalog: metadata tables, the per-backend topic cache, config
+ *		keys, and the DDL behind create_topic / drop_topic / add_partitions /
+ *		alter_topic.
+ *
+ * Storage (DESIGN 3): commitlog.topics, commitlog.partitions and
+ * commitlog.segments hold the metadata; commitlog_topics."<topic>" is a
+ * table partitioned by LIST (partition), each partition range-partitioned by
+ * log_offset into segments named t<id>_p<n>_s<base>.  Each partition has a
+ * sequence t<id>_p<n>_seq that reserves offsets in blocks (offsets.h).
+ */
+#ifndef COMMITLOG_TOPICS_H
+#define COMMITLOG_TOPICS_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "storage/lockdefs.h"
+#include "utils/jsonb.h"
+
+/* message.timestamp.type */
+typedef enum TopicTimestampType
+{
+	TOPIC_TS_DEFAULT = -1,		/* use commitlog.default_message_timestamp_type */
+	TOPIC_TS_CREATE_TIME = 0,
+	TOPIC_TS_LOG_APPEND_TIME = 1
+} TopicTimestampType;
+
+/* A topic as the hot paths need it; cached per backend, keyed by name. */
+typedef struct Topic
+{
+	char		name[NAMEDATALEN];	/* hash key */
+	bool		valid;			/* false once a relcache inval hit it */
+	int32		id;
+	Oid			relid;			/* commitlog_topics."<topic>" */
+	int32		partitions;
+	int64		max_message_bytes;	/* -1: the broker default */
+	TopicTimestampType timestamp_type;
+	Oid		   *seq_relids;		/* per partition: offset block sequence */
+	Oid		   *leaf_relids;	/* per partition: the active segment */
+	uint32		next_sticky;	/* round-robin position for keyless records */
+	SPIPlanPtr	fetch_plan;		/* fetch.c's prepared read, or NULL */
+	SPIPlanPtr	start_plan;		/* log-start-offset lookup, or NULL */
+} Topic;
+
+/* topic_cache.c */
+extern void TopicCacheInit(void);
+extern Topic *TopicOpen(const char *name, LOCKMODE lockmode);
+extern void TopicCheckPartition(const Topic *topic, int32 partition);
+extern int64 TopicMaxMessageBytes(const Topic *topic);
+extern bool TopicUsesLogAppendTime(const Topic *topic);
+extern Oid	TopicSchemaOid(bool missing_ok);
+extern char *TopicNameArg(text *arg);
+
+/* topic_config.c */
+extern void TopicConfigDefineGucs(void);
+extern Jsonb *TopicConfigNormalize(Jsonb *config, Jsonb *base);
+extern Jsonb *TopicConfigEffective(Jsonb *config);
+extern int64 TopicConfigDefaultMaxMessageBytes(void);
+extern bool TopicConfigDefaultLogAppendTime(void);
+extern int64 TopicConfigParseLong(const char *key, const char *value);
+extern TopicTimestampType TopicConfigParseTimestampType(const char *value);
+
+/* topic_ddl.c */
+extern void TopicValidateName(const char *name);
+
+#endif							/* COMMITLOG_TOPICS_H */

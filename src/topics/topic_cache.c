@@ -17,6 +17,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commitlog.h"
+#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
@@ -197,7 +198,7 @@ TopicOpen(const char *name, LOCKMODE lockmode)
 		if (!found)
 		{
 			memset(((char *) topic) + NAMEDATALEN, 0, sizeof(Topic) - NAMEDATALEN);
-			topic->next_sticky = (uint32) random();
+			topic->next_sticky = pg_prng_uint32(&pg_global_prng_state);
 		}
 		if (!topic->valid)
 		{

@@ -316,14 +316,24 @@ produce_return(FunctionCallInfo fcinfo, ProduceRecord *recs, int n)
 	}
 }
 
-static void
-array_check_1d(ArrayType *arr, const char *what)
+/* A one-dimensional array argument; NULL is an error with hint. */
+static ArrayType *
+array_arg(FunctionCallInfo fcinfo, int argno, const char *what, const char *hint)
 {
+	ArrayType  *arr;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be null", what),
+				 errhint("%s", hint)));
+	arr = PG_GETARG_ARRAYTYPE_P(argno);
 	if (ARR_NDIM(arr) > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a one-dimensional array", what),
 				 errhint("Pass ARRAY[...] with one element per record.")));
+	return arr;
 }
 
 /*
@@ -346,19 +356,12 @@ produce_batch(PG_FUNCTION_ARGS)
 
 	SetSingleFuncCall(fcinfo, 0);
 	topic = produce_open(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("payloads must not be null"),
-				 errhint("Pass an array of values; an element may be NULL for a tombstone.")));
-	payloads = PG_GETARG_ARRAYTYPE_P(1);
-	array_check_1d(payloads, "payloads");
+	payloads = array_arg(fcinfo, 1, "payloads",
+						 "Pass an array of values; an element may be NULL for a tombstone.");
 	deconstruct_array(payloads, BYTEAOID, -1, false, TYPALIGN_INT, &values, &value_nulls, &n);
 	if (!PG_ARGISNULL(2))
 	{
-		ArrayType  *keyarr = PG_GETARG_ARRAYTYPE_P(2);
-
-		array_check_1d(keyarr, "keys");
+		ArrayType  *keyarr = array_arg(fcinfo, 2, "keys", "");
 		deconstruct_array(keyarr, BYTEAOID, -1, false, TYPALIGN_INT, &keys, &key_nulls, &nkeys);
 		if (nkeys != n)
 			ereport(ERROR,
@@ -405,13 +408,7 @@ produce_messages(PG_FUNCTION_ARGS)
 
 	SetSingleFuncCall(fcinfo, 0);
 	topic = produce_open(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("messages must not be null"),
-				 errhint("Pass an array of commitlog.message values.")));
-	arr = PG_GETARG_ARRAYTYPE_P(1);
-	array_check_1d(arr, "messages");
+	arr = array_arg(fcinfo, 1, "messages", "Pass an array of commitlog.message values.");
 	get_typlenbyvalalign(ARR_ELEMTYPE(arr), &typlen, &typbyval, &typalign);
 	deconstruct_array(arr, ARR_ELEMTYPE(arr), typlen, typbyval, typalign, &elems, &elem_nulls, &n);
 	if (n == 0)

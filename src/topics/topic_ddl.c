@@ -170,6 +170,19 @@ ddl_check_owner(const char *name, Oid relid)
 				 errhint("Ask the owner, or a superuser, to do it.")));
 }
 
+/* ddl_begin + lock + the topic's row, checking the caller owns it */
+static TopicRow
+ddl_open_owned(const char *name, int *nestlevel)
+{
+	TopicRow	row;
+
+	*nestlevel = ddl_begin();
+	ddl_lock();
+	row = ddl_find_topic(name);
+	ddl_check_owner(name, row.relid);
+	return row;
+}
+
 static void
 ddl_check_partition_count(int32 partitions)
 {
@@ -310,14 +323,10 @@ Datum
 drop_topic(PG_FUNCTION_ARGS)
 {
 	char	   *name = TopicNameArg(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	int			nestlevel = ddl_begin();
-	TopicRow	row;
+	int			nestlevel;
+	TopicRow	row = ddl_open_owned(name, &nestlevel);
 	Oid			argtypes[1] = {INT4OID};
 	Datum		args[1];
-
-	ddl_lock();
-	row = ddl_find_topic(name);
-	ddl_check_owner(name, row.relid);
 
 	/* waits for open producers and readers of the topic */
 	GuardExecInternal(psprintf("DROP TABLE commitlog_topics.%s", quote_identifier(name)));
@@ -353,10 +362,7 @@ add_partitions(PG_FUNCTION_ARGS)
 	partitions = PG_GETARG_INT32(1);
 	ddl_check_partition_count(partitions);
 
-	nestlevel = ddl_begin();
-	ddl_lock();
-	row = ddl_find_topic(name);
-	ddl_check_owner(name, row.relid);
+	row = ddl_open_owned(name, &nestlevel);
 	if (partitions <= row.partitions)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -393,10 +399,7 @@ alter_topic(PG_FUNCTION_ARGS)
 				 errmsg("config must not be null"),
 				 errhint("Pass the keys to change, e.g. '{\"retention.ms\": 3600000}'; a key set to null returns to its default.")));
 
-	nestlevel = ddl_begin();
-	ddl_lock();
-	row = ddl_find_topic(name);
-	ddl_check_owner(name, row.relid);
+	row = ddl_open_owned(name, &nestlevel);
 	config = TopicConfigNormalize(PG_GETARG_JSONB_P(1), row.config);
 
 	args[0] = Int32GetDatum(row.id);

@@ -176,23 +176,70 @@ attr_bytes(HeapTuple tuple, TupleDesc desc, int attno)
 }
 
 /*
+ * Read the records of [from, range.stable) visible to snapshot into the
+ * result, at most max_records and max_bytes (but at least one).  Returns
+ * how many it returned.
+ */
+static uint64
+fetch_read(FunctionCallInfo fcinfo, Topic *topic, int32 partition, int64 from,
+		   FetchRange range, Snapshot snapshot, int32 max_records, int32 max_bytes)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		args[4];
+	Size		bytes = 0;
+	Datum		topic_name = CStringGetTextDatum(topic->name);
+	uint64		i;
+
+	args[0] = Int32GetDatum(partition);
+	args[1] = Int64GetDatum(from);
+	args[2] = Int64GetDatum(range.stable);
+	args[3] = Int64GetDatum(max_records);
+	if (SPI_execute_snapshot(fetch_plan(topic), args, NULL, snapshot, InvalidSnapshot,
+							 true, false, max_records) != SPI_OK_SELECT)
+		elog(ERROR, "could not read topic \"%s\"", topic->name);
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum		values[7];
+		bool		nulls[7];
+		Size		size;
+
+		/* at least one record, even above max_bytes, as Kafka */
+		size = attr_bytes(tuple, desc, 4) + attr_bytes(tuple, desc, 5) + attr_bytes(tuple, desc, 6);
+		if (i > 0 && bytes + size > (Size) max_bytes)
+			break;
+		bytes += size;
+
+		values[0] = topic_name;
+		nulls[0] = false;
+		for (int a = 1; a <= 6; a++)
+			values[a] = SPI_getbinval(tuple, desc, a, &nulls[a]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return i;
+}
+
+/*
  * fetch(topic text, partition int, from_offset bigint, max_records int,
  *		 max_bytes int, wait_ms int) RETURNS SETOF commitlog.record
+ *
+ * With wait_ms > 0 and nothing to return, sleep on the partition's
+ * condition variable (producers broadcast as their transactions end) and
+ * read again, until a record comes or the time is up.
  */
 Datum
 fetch(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int32		partition;
 	Topic	   *topic;
 	int64		from;
 	int32		max_records;
 	int32		max_bytes;
-	Snapshot	snapshot;
-	FetchRange	range;
-	Datum		args[4];
-	Size		bytes = 0;
-	Datum		topic_name;
+	int32		wait_ms;
+	TimestampTz deadline;
+	OffsetsPartitionKey key;
 
 	SetSingleFuncCall(fcinfo, 0);
 	topic = fetch_open(fcinfo, &partition);
@@ -204,54 +251,41 @@ fetch(PG_FUNCTION_ARGS)
 	from = PG_GETARG_INT64(2);
 	max_records = int_arg(fcinfo, 3, "max_records", 1);
 	max_bytes = int_arg(fcinfo, 4, "max_bytes", 1);
-	(void) int_arg(fcinfo, 5, "wait_ms", 0);
+	wait_ms = int_arg(fcinfo, 5, "wait_ms", 0);
 	fetch_require_select(topic);
 
+	key.dbid = MyDatabaseId;
+	key.topic_id = topic->id;
+	key.partition = partition;
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+
 	SPI_connect();
-	range = fetch_range(topic, partition, &snapshot);
-
-	/*
-	 * As Kafka: an offset past the log end is out of range, one between the
-	 * stable offset and the log end (taken by a transaction still open) just
-	 * has nothing to read yet.
-	 */
-	if (from < range.earliest || from > range.log_end)
-		fetch_out_of_range(topic, partition, from, range);
-
-	if (from < range.stable)
+	for (;;)
 	{
-		args[0] = Int32GetDatum(partition);
-		args[1] = Int64GetDatum(from);
-		args[2] = Int64GetDatum(range.stable);
-		args[3] = Int64GetDatum(max_records);
-		if (SPI_execute_snapshot(fetch_plan(topic), args, NULL, snapshot, InvalidSnapshot,
-								 true, false, max_records) != SPI_OK_SELECT)
-			elog(ERROR, "could not read topic \"%s\"", topic->name);
+		Snapshot	snapshot;
+		FetchRange	range = fetch_range(topic, partition, &snapshot);
+		uint64		n = 0;
+		long		remaining;
 
-		topic_name = CStringGetTextDatum(topic->name);
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tuple = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			Datum		values[7];
-			bool		nulls[7];
-			Size		size;
+		/*
+		 * As Kafka: an offset past the log end is out of range, one between
+		 * the stable offset and the log end (taken by a transaction still
+		 * open) just has nothing to read yet.
+		 */
+		if (from < range.earliest || from > range.log_end)
+			fetch_out_of_range(topic, partition, from, range);
+		if (from < range.stable)
+			n = fetch_read(fcinfo, topic, partition, from, range, snapshot,
+						   max_records, max_bytes);
+		UnregisterSnapshot(snapshot);
 
-			/* at least one record, even above max_bytes, as Kafka */
-			size = attr_bytes(tuple, desc, 4) + attr_bytes(tuple, desc, 5) + attr_bytes(tuple, desc, 6);
-			if (i > 0 && bytes + size > (Size) max_bytes)
-				break;
-			bytes += size;
-
-			values[0] = topic_name;
-			nulls[0] = false;
-			for (int a = 1; a <= 6; a++)
-				values[a] = SPI_getbinval(tuple, desc, a, &nulls[a]);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		}
+		if (n > 0 || wait_ms == 0)
+			break;
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+			break;
+		OffsetsWaitForChange(&key, topic->seq_relids[partition], range.stable, remaining);
 	}
-
-	UnregisterSnapshot(snapshot);
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -38,6 +38,7 @@ typedef struct OffsetsEnd
 {
 	int64		stable;			/* last stable offset: reads stop below it */
 	int64		log_end;		/* next offset to be handed out */
+	bool		awaiting_flush; /* held back by an unflushed async commit */
 } OffsetsEnd;
 
 extern void OffsetsShmemRequest(void);
@@ -48,5 +49,7 @@ extern void OffsetsAllocate(const OffsetsPartitionKey *key, Oid seqrelid,
 							int count, int64 *offsets);
 extern OffsetsEnd OffsetsGetEnd(const OffsetsPartitionKey *key, Oid seqrelid);
 extern void OffsetsForgetTopic(Oid dbid, int32 topic_id, int32 npartitions);
+extern void OffsetsWaitForChange(const OffsetsPartitionKey *key, Oid seqrelid,
+								 int64 seen_stable, long timeout_ms);
 
 #endif							/* COMMITLOG_OFFSETS_H */

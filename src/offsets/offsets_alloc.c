@@ -216,6 +216,8 @@ offsets_end_xact(XLogRecPtr commit_end)
 	uint32		used = pg_atomic_read_u32(&set->used);
 	bool		durable = commit_end == InvalidXLogRecPtr ||
 		commit_end <= GetFlushRecPtr(NULL);
+	OffsetsPartitionKey ended[OFFSETS_MAX_TXN_PARTITIONS];
+	int			nended = 0;
 
 	for (uint32 i = 0; i < used; i++)
 	{
@@ -224,6 +226,7 @@ offsets_end_xact(XLogRecPtr commit_end)
 		if (e->key.partition == INFLIGHT_FREE ||
 			pg_atomic_read_u64(&e->commit_lsn) != InvalidXLogRecPtr)
 			continue;
+		ended[nended++] = e->key;
 		if (durable)
 			e->key.partition = INFLIGHT_FREE;
 		else
@@ -231,6 +234,13 @@ offsets_end_xact(XLogRecPtr commit_end)
 	}
 	offsets_release_flushed(set);
 	xact_has_entries = false;
+
+	/*
+	 * Wake long-polling readers, after the entries are gone.  An abort
+	 * wakes them too: it may uncover records committed above its offsets.
+	 */
+	for (int i = 0; i < nended; i++)
+		OffsetsWakeReaders(&ended[i]);
 }
 
 static void

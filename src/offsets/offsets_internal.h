@@ -7,6 +7,7 @@
 
 #include "offsets/offsets.h"
 #include "port/atomics.h"
+#include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 
 /* marks an in-flight entry as free: no real partition number is negative */
@@ -23,6 +24,7 @@ typedef struct PartitionSlot
 	LWLock		lock;
 	int64		next_offset;	/* next offset to hand out (log end) */
 	int64		reserved_end;	/* end of the block reserved from the sequence */
+	ConditionVariable cv;		/* broadcast when producing transactions end */
 } PartitionSlot;
 
 /*
@@ -57,6 +59,7 @@ extern OffsetsShared *offsets_shared;
 
 extern PartitionSlot *OffsetsGetSlot(const OffsetsPartitionKey *key, Oid seqrelid);
 extern InflightSet *OffsetsMySet(void);
+extern void OffsetsWakeReaders(const OffsetsPartitionKey *key);
 
 static inline bool
 offsets_key_equal(const OffsetsPartitionKey *a, const OffsetsPartitionKey *b)

@@ -33,6 +33,7 @@
 #include "miscadmin.h"
 #include "offsets/offsets_internal.h"
 #include "storage/ipc.h"
+#include "pgstat.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/fmgrprotos.h"
@@ -206,6 +207,7 @@ OffsetsGetSlot(const OffsetsPartitionKey *key, Oid seqrelid)
 	if (!found)
 	{
 		LWLockInitialize(&slot->lock, offsets_shared->slot_tranche);
+		ConditionVariableInit(&slot->cv);
 		slot->next_offset = bound;
 		slot->reserved_end = bound;
 	}
@@ -228,6 +230,7 @@ OffsetsGetEnd(const OffsetsPartitionKey *key, Oid seqrelid)
 	LWLockAcquire(&slot->lock, LW_SHARED);
 	end.log_end = slot->next_offset;
 	end.stable = end.log_end;
+	end.awaiting_flush = false;
 	flushed = GetFlushRecPtr(NULL);
 	for (int i = 0; i < offsets_shared->nsets; i++)
 	{
@@ -246,7 +249,10 @@ OffsetsGetEnd(const OffsetsPartitionKey *key, Oid seqrelid)
 				continue;
 			lsn = pg_atomic_read_u64(&e->commit_lsn);
 			if (lsn == InvalidXLogRecPtr || lsn > flushed)
+			{
 				end.stable = Min(end.stable, e->lowest);
+				end.awaiting_flush |= lsn != InvalidXLogRecPtr;
+			}
 		}
 	}
 	LWLockRelease(&slot->lock);
@@ -276,4 +282,43 @@ OffsetsForgetTopic(Oid dbid, int32 topic_id, int32 npartitions)
 		hash_search(offsets_slots, &key, HASH_REMOVE, NULL);
 	}
 	LWLockRelease(offsets_shared->map_lock);
+}
+
+/* Wake the readers waiting on a partition (a producing transaction ended). */
+void
+OffsetsWakeReaders(const OffsetsPartitionKey *key)
+{
+	PartitionSlot *slot;
+
+	LWLockAcquire(offsets_shared->map_lock, LW_SHARED);
+	slot = hash_search(offsets_slots, key, HASH_FIND, NULL);
+	if (slot != NULL)
+		ConditionVariableBroadcast(&slot->cv);
+	LWLockRelease(offsets_shared->map_lock);
+}
+
+/*
+ * Sleep until the partition's stable offset may have moved past seen_stable,
+ * or timeout_ms passes.  Producers broadcast when their transactions end;
+ * an asynchronous commit becomes readable only when the WAL writer flushes
+ * it, which nobody broadcasts, so then the sleep is short and the caller
+ * re-checks.  Interruptible: the sleep processes interrupts.
+ */
+void
+OffsetsWaitForChange(const OffsetsPartitionKey *key, Oid seqrelid,
+					 int64 seen_stable, long timeout_ms)
+{
+	PartitionSlot *slot = OffsetsGetSlot(key, seqrelid);
+	OffsetsEnd	end;
+
+	/* prepare first, then re-check, so a broadcast in between is not lost */
+	ConditionVariablePrepareToSleep(&slot->cv);
+	end = OffsetsGetEnd(key, seqrelid);
+	if (end.stable == seen_stable)
+	{
+		if (end.awaiting_flush)
+			timeout_ms = Min(timeout_ms, 10);
+		(void) ConditionVariableTimedSleep(&slot->cv, timeout_ms, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
 }

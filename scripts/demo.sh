@@ -2,6 +2,7 @@
 # `make demo`: build and install pg_commitlog, start a throwaway server in a
 # temp dir (unix socket only), create database `demo` with the extension, run
 # scripts/demo.sql with echo, and leave the server running.
+# SKIP_BUILD=1 uses the pg_commitlog already installed.
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,7 +10,11 @@ cd "$REPO" || exit 1
 unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSERVICE PGOPTIONS
 
 bash scripts/deps.sh || exit 1
-build_and_install || { echo "demo: build failed" >&2; exit 1; }
+if [[ "${SKIP_BUILD:-0}" == 1 ]]; then
+	echo "== build skipped (SKIP_BUILD=1): using the installed pg_commitlog"
+else
+	build_and_install || { echo "demo: build failed" >&2; exit 1; }
+fi
 
 DIR=$(make_tmpdir pg_commitlog_demo) || exit 1
 PORT=$(pick_port 5499)
@@ -29,7 +34,8 @@ fi
 
 # Stop command: as root it has to run as postgres.
 if ((EUID == 0)); then
-	stop="runuser -u postgres -- $PGBIN/pg_ctl -D $DIR/data stop && rm -rf $DIR"
+	# (cd first: postgres may not be allowed into the caller's cwd)
+	stop="(cd /tmp && runuser -u postgres -- $PGBIN/pg_ctl -D $DIR/data stop) && rm -rf $DIR"
 else
 	stop="$PGBIN/pg_ctl -D $DIR/data stop && rm -rf $DIR"
 fi

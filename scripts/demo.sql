@@ -2,6 +2,13 @@
 -- psql -e so each statement is echoed before its result.
 -- Add lines here as features land (e.g. consumer groups: commitlog.consume).
 
+-- Wrap wide columns (topic_list's config) at 120 characters; psql's output is
+-- not a terminal here, so it has to be told the width.
+\set QUIET on
+\pset format wrapped
+\pset columns 120
+\set QUIET off
+
 SELECT commitlog.create_topic('orders', 3);
 
 -- keyed messages: the key picks the partition

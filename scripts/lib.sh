@@ -7,6 +7,7 @@
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
 PG_CONFIG=$PGBIN/pg_config
+# shellcheck disable=SC2034  # used by the scripts that source this
 PGXS_DIR=/usr/lib/postgresql/15/lib/pgxs
 export PG_CONFIG
 

@@ -11,8 +11,9 @@
 #                                   these shell patterns (default: all)
 #   KEEP_TMP=1                      keep the temp dir even when all passed
 #   SKIP_BUILD=1                    do not build/install; test what is installed
-#   TEST_TIMEOUT=900                seconds allowed per Perl TAP / stress /
-#                                   bench file
+#   TEST_TIMEOUT=900                seconds allowed per pgTAP / Perl TAP /
+#                                   stress / bench file, and per pg_regress /
+#                                   isolation run
 #
 # Suites and where their tests live:
 #   regress    REGRESS in Makefile: sql/<t>.sql, expected/<t>.out (pg_regress)
@@ -46,6 +47,7 @@ failed=0
 failed_names=()
 TMP=""
 PORT=""
+TESTROOT=$REPO # where test inputs are read from (see below)
 finished=0
 
 pass() { passed=$((passed + 1)); echo "PASS: $1"; }
@@ -198,9 +200,15 @@ count_pg_regress_results() {
 		else
 			echo "---- $log (last 30 lines)"
 			tail -n 30 "$log"
+			[[ -n "$(tail -c 1 "$log")" ]] && echo # log may end mid-line
 			echo "----"
 		fi
 	fi
+}
+
+regress_timed_out() {
+	(($1 == 124)) && printf '\n%s\n' "timed out after ${TEST_TIMEOUT}s"
+	return 0
 }
 
 suite_regress() {
@@ -222,7 +230,7 @@ suite_regress() {
 		run+=("$n")
 	done
 	if ((${#run[@]} == 0)); then
-		echo "(no regress tests)"
+		echo "(no regress tests to run)"
 		return
 	fi
 	local out=$TMP/regress
@@ -230,11 +238,14 @@ suite_regress() {
 	# No --use-existing: with it pg_regress would neither create the database
 	# nor load the extension.  Without it (and without --temp-instance) it
 	# drops and recreates --dbname on the running server, like installcheck.
-	(cd "$TMP" && as_pg "$PG_REGRESS" --bindir="$PGBIN" \
+	# timeout --foreground: pg_regress stays in our process group, so ^C
+	# reaches it.
+	(cd "$TMP" && as_pg timeout --foreground -k 10 "$TEST_TIMEOUT" "$PG_REGRESS" --bindir="$PGBIN" \
 		--host="$TMP" --port="$PORT" --user=postgres \
-		--inputdir="$REPO" --outputdir="$out" \
+		--inputdir="$TESTROOT" --outputdir="$out" \
 		--dbname=contrib_regression --load-extension=pg_commitlog \
 		"${run[@]}") 2>&1 | tee "$TMP/regress.log"
+	regress_timed_out "${PIPESTATUS[0]}"
 	count_pg_regress_results regress "$TMP/regress.log" "$out/regression.diffs" "${run[@]}"
 }
 
@@ -252,11 +263,12 @@ suite_isolation() {
 	fi
 	local out=$TMP/isolation
 	mkdir_pg "$out"
-	(cd "$TMP" && as_pg "$PG_ISOLATION_REGRESS" --bindir="$PGBIN" \
+	(cd "$TMP" && as_pg timeout --foreground -k 10 "$TEST_TIMEOUT" "$PG_ISOLATION_REGRESS" --bindir="$PGBIN" \
 		--host="$TMP" --port="$PORT" --user=postgres \
-		--inputdir="$REPO/test/isolation" --outputdir="$out" \
+		--inputdir="$TESTROOT/test/isolation" --outputdir="$out" \
 		--dbname=isolation_regression --load-extension=pg_commitlog \
 		"${run[@]}") 2>&1 | tee "$TMP/isolation.log"
+	regress_timed_out "${PIPESTATUS[0]}"
 	count_pg_regress_results isolation "$TMP/isolation.log" "$out/regression.diffs" "${run[@]}"
 }
 
@@ -273,7 +285,7 @@ suite_pgtap() {
 			fail "pgtap/$n"
 			continue
 		fi
-		if pg_prove -h "$TMP" -p "$PORT" -U postgres -d "$db" "$REPO/$f"; then
+		if limited me "$TMP" pg_prove -h "$TMP" -p "$PORT" -U postgres -d "$db" "$REPO/$f"; then
 			pass "pgtap/$n"
 		else
 			fail "pgtap/$n"
@@ -299,8 +311,8 @@ suite_tap() {
 			PG_REGRESS="$PG_REGRESS" \
 			TESTDIR="$testdir" \
 			TMPDIR="$testdir/tmp" \
-			PG_COMMITLOG_REPO="$REPO" \
-			prove -I "$PERL_TEST_LIB" -I "$REPO/test/t" "$REPO/$f"; then
+			PG_COMMITLOG_REPO="$TESTROOT" \
+			prove -I "$PERL_TEST_LIB" -I "$TESTROOT/test/t" "$TESTROOT/$f"; then
 			pass "tap/$n"
 		else
 			stop_tap_nodes
@@ -331,8 +343,8 @@ suite_stress() {
 		fi
 		# Debian's python3 (has psycopg2), not a pyenv shim that may be first
 		# on PATH.  libpq picks the database up from PGDATABASE.
-		if limited pg "$TMP" env PGDATABASE="$db" \
-			/usr/bin/python3 "$REPO/$f" --host "$TMP" --port "$PORT" --user postgres; then
+		if limited pg "$TMP" env PGDATABASE="$db" PYTHONDONTWRITEBYTECODE=1 \
+			/usr/bin/python3 "$TESTROOT/$f" --host "$TMP" --port "$PORT" --user postgres; then
 			pass "stress/$n"
 		else
 			fail "stress/$n"
@@ -389,6 +401,18 @@ fi
 TMP=$(make_tmpdir pg_commitlog_test) || { fail "mktemp"; finish; }
 PORT=$(pick_port $((54321 + $$ % 1000)))
 echo "== server: socket $TMP, port $PORT"
+# Tests run as postgres when we are root.  If postgres cannot read the
+# checkout (e.g. a clone under /root), give it a copy of the test inputs.
+if ((EUID == 0)) && ! runuser -u postgres -- test -r "$REPO/Makefile" -a -x "$REPO/test" 2>/dev/null; then
+	echo "postgres cannot read $REPO: copying test inputs to $TMP/src"
+	mkdir -p "$TMP/src"
+	for d in sql expected test; do
+		[[ -d "$REPO/$d" ]] && cp -r "$REPO/$d" "$TMP/src/"
+	done
+	chown -R postgres: "$TMP/src"
+	TESTROOT=$TMP/src
+fi
+
 # fsync off is fine here: this shared server is never crashed on purpose
 # (crash tests are Perl TAP tests with their own servers).
 if ! start_server "$TMP" "$PORT" "fsync = off"; then

@@ -18,7 +18,9 @@ OBJS = \
 	src/produce/partitioner.o \
 	src/produce/produce.o \
 	src/fetch/fetch.o \
-	src/guard/guard.o
+	src/guard/guard.o \
+	src/groups/groups.o \
+	src/groups/consume.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 

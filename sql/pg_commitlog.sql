@@ -65,7 +65,21 @@ CREATE TABLE commitlog.segments (
     PRIMARY KEY (topic_id, partition, base_offset)
 );
 
-GRANT SELECT ON commitlog.topics, commitlog.partitions, commitlog.segments TO PUBLIC;
+-- Consumer groups: the next offset each group reads in each partition, as
+-- Kafka's __consumer_offsets.  consume() locks these rows to claim
+-- partitions (SKIP LOCKED), so they are also how group members share a topic.
+CREATE TABLE commitlog.consumer_offsets (
+    group_id text NOT NULL,
+    topic_id int NOT NULL,
+    partition int NOT NULL,
+    committed_offset bigint,
+    metadata text,
+    committed_at timestamptz,
+    PRIMARY KEY (group_id, topic_id, partition)
+);
+
+GRANT SELECT ON commitlog.topics, commitlog.partitions, commitlog.segments,
+                commitlog.consumer_offsets TO PUBLIC;
 
 -- pg_dump keeps the metadata (the topic tables and offset sequences are
 -- ordinary objects in commitlog_topics and are dumped on their own).
@@ -73,6 +87,7 @@ SELECT pg_catalog.pg_extension_config_dump('commitlog.topics', '');
 SELECT pg_catalog.pg_extension_config_dump('commitlog.topics_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('commitlog.partitions', '');
 SELECT pg_catalog.pg_extension_config_dump('commitlog.segments', '');
+SELECT pg_catalog.pg_extension_config_dump('commitlog.consumer_offsets', '');
 
 ------------------------------------------------------------------------------
 -- Topics
@@ -185,6 +200,37 @@ AS 'MODULE_PATHNAME', 'offset_for_time'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 ------------------------------------------------------------------------------
+-- Consumer groups (committed offset = the next offset to read)
+------------------------------------------------------------------------------
+CREATE FUNCTION commitlog.commit_offset(group_id text, topic text, partition int,
+                                        log_offset bigint, metadata text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'commit_offset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.committed_offset(group_id text, topic text, partition int)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'committed_offset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.consume(group_id text, topic text, max_records int DEFAULT 1000,
+                                  wait_ms int DEFAULT 0,
+                                  auto_offset_reset text DEFAULT 'earliest')
+RETURNS SETOF commitlog.record
+AS 'MODULE_PATHNAME', 'consume'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1000;
+
+CREATE FUNCTION commitlog.reset_offsets(group_id text, topic text, target text DEFAULT 'earliest')
+RETURNS void
+AS 'MODULE_PATHNAME', 'reset_offsets'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.delete_group(group_id text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'delete_group'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+------------------------------------------------------------------------------
 -- Views
 ------------------------------------------------------------------------------
 CREATE VIEW commitlog.topic_list AS
@@ -215,3 +261,21 @@ SELECT t.name AS topic,
   JOIN commitlog.partitions p ON p.topic_id = t.id;
 
 GRANT SELECT ON commitlog.topic_list, commitlog.partition_list TO PUBLIC;
+
+-- Committed positions with lag = latest_offset - committed_offset (Kafka's
+-- consumer lag).  Partitions a group has never committed are not listed.
+CREATE VIEW commitlog.group_offsets AS
+SELECT g.group_id,
+       t.name AS topic,
+       g.partition,
+       g.committed_offset,
+       l.latest_offset,
+       GREATEST(l.latest_offset - g.committed_offset, 0) AS lag,
+       g.metadata,
+       g.committed_at
+  FROM commitlog.consumer_offsets g
+  JOIN commitlog.topics t ON t.id = g.topic_id
+ CROSS JOIN LATERAL (SELECT commitlog.latest_offset(t.name, g.partition) AS latest_offset) l
+ WHERE g.committed_offset IS NOT NULL;
+
+GRANT SELECT ON commitlog.group_offsets TO PUBLIC;

@@ -34,8 +34,8 @@ PG_FUNCTION_INFO_V1(earliest_offset);
 PG_FUNCTION_INFO_V1(latest_offset);
 PG_FUNCTION_INFO_V1(offset_for_time);
 
-static void
-fetch_require_primary(void)
+void
+FetchRequirePrimary(void)
 {
 	if (RecoveryInProgress())
 		ereport(ERROR,
@@ -45,8 +45,8 @@ fetch_require_primary(void)
 				 errhint("Read from the primary, or from a logical replica of the topic.")));
 }
 
-static void
-fetch_require_select(const Topic *topic)
+void
+FetchRequireSelect(const Topic *topic)
 {
 	if (pg_class_aclcheck(topic->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
@@ -80,7 +80,7 @@ fetch_open(FunctionCallInfo fcinfo, int32 *partition)
 {
 	Topic	   *topic;
 
-	fetch_require_primary();
+	FetchRequirePrimary();
 	topic = TopicOpen(TopicNameArg(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0)),
 					  AccessShareLock);
 	*partition = int_arg(fcinfo, 1, "partition", 0);
@@ -118,11 +118,11 @@ fetch_log_start(Topic *topic, int32 partition, Snapshot snapshot)
  * The readable range of a partition, and the snapshot to read it with
  * (registered; the caller unregisters it).  Must be called inside SPI.
  */
-static FetchRange
-fetch_range(Topic *topic, int32 partition, Snapshot *snapshot)
+FetchRange
+FetchRangeOf(Topic *topic, int32 partition, Snapshot *snapshot)
 {
-	OffsetsPartitionKey key = {MyDatabaseId, topic->id, partition};
-	OffsetsEnd	end = OffsetsGetEnd(&key, topic->seq_relids[partition]);
+	OffsetsPartitionKey key = TopicPartitionKey(topic, partition);
+	OffsetsEnd	end = OffsetsGetEnd(&key);
 	FetchRange	range;
 
 	/* the snapshot is taken only now, after the stable offset */
@@ -130,11 +130,12 @@ fetch_range(Topic *topic, int32 partition, Snapshot *snapshot)
 	range.earliest = fetch_log_start(topic, partition, *snapshot);
 	range.stable = end.stable;
 	range.log_end = end.log_end;
+	range.awaiting_flush = end.awaiting_flush;
 	return range;
 }
 
-static void
-fetch_out_of_range(Topic *topic, int32 partition, int64 offset, FetchRange range)
+void
+FetchOutOfRange(Topic *topic, int32 partition, int64 offset, FetchRange range)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_COMMITLOG_OFFSET_OUT_OF_RANGE),
@@ -177,12 +178,15 @@ attr_bytes(HeapTuple tuple, TupleDesc desc, int attno)
 
 /*
  * Read the records of [from, range.stable) visible to snapshot into the
- * result, at most max_records and max_bytes (but at least one).  Returns
- * how many it returned.
+ * materialized result of fcinfo (rows of commitlog.record), at most
+ * max_records and max_bytes (but at least one).  Returns how many it
+ * returned, and sets *next to the offset to continue from.  Must be called
+ * inside SPI.
  */
-static uint64
-fetch_read(FunctionCallInfo fcinfo, Topic *topic, int32 partition, int64 from,
-		   FetchRange range, Snapshot snapshot, int32 max_records, int32 max_bytes)
+uint64
+FetchRead(FunctionCallInfo fcinfo, Topic *topic, int32 partition, int64 from,
+		  FetchRange range, Snapshot snapshot, int32 max_records, int32 max_bytes,
+		  int64 *next)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Datum		args[4];
@@ -217,7 +221,15 @@ fetch_read(FunctionCallInfo fcinfo, Topic *topic, int32 partition, int64 from,
 		for (int a = 1; a <= 6; a++)
 			values[a] = SPI_getbinval(tuple, desc, a, &nulls[a]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		*next = DatumGetInt64(values[2]) + 1;
 	}
+
+	/*
+	 * Everything below the stable offset that was not returned is a gap
+	 * (never committed) when the read was not cut short: skip it.
+	 */
+	if (SPI_processed < (uint64) max_records && i == SPI_processed)
+		*next = range.stable;
 	return i;
 }
 
@@ -252,19 +264,18 @@ fetch(PG_FUNCTION_ARGS)
 	max_records = int_arg(fcinfo, 3, "max_records", 1);
 	max_bytes = int_arg(fcinfo, 4, "max_bytes", 1);
 	wait_ms = int_arg(fcinfo, 5, "wait_ms", 0);
-	fetch_require_select(topic);
+	FetchRequireSelect(topic);
 
-	key.dbid = MyDatabaseId;
-	key.topic_id = topic->id;
-	key.partition = partition;
+	key = TopicPartitionKey(topic, partition);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
 
 	SPI_connect();
 	for (;;)
 	{
 		Snapshot	snapshot;
-		FetchRange	range = fetch_range(topic, partition, &snapshot);
+		FetchRange	range = FetchRangeOf(topic, partition, &snapshot);
 		uint64		n = 0;
+		int64		next = from;
 		long		remaining;
 
 		/*
@@ -273,10 +284,10 @@ fetch(PG_FUNCTION_ARGS)
 		 * open) just has nothing to read yet.
 		 */
 		if (from < range.earliest || from > range.log_end)
-			fetch_out_of_range(topic, partition, from, range);
+			FetchOutOfRange(topic, partition, from, range);
 		if (from < range.stable)
-			n = fetch_read(fcinfo, topic, partition, from, range, snapshot,
-						   max_records, max_bytes);
+			n = FetchRead(fcinfo, topic, partition, from, range, snapshot,
+						  max_records, max_bytes, &next);
 		UnregisterSnapshot(snapshot);
 
 		if (n > 0 || wait_ms == 0)
@@ -284,7 +295,7 @@ fetch(PG_FUNCTION_ARGS)
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (remaining <= 0)
 			break;
-		OffsetsWaitForChange(&key, topic->seq_relids[partition], range.stable, remaining);
+		OffsetsWaitForChange(&key, range.stable, remaining);
 	}
 	SPI_finish();
 	return (Datum) 0;
@@ -313,9 +324,9 @@ latest_offset(PG_FUNCTION_ARGS)
 {
 	int32		partition;
 	Topic	   *topic = fetch_open(fcinfo, &partition);
-	OffsetsPartitionKey key = {MyDatabaseId, topic->id, partition};
+	OffsetsPartitionKey key = TopicPartitionKey(topic, partition);
 
-	PG_RETURN_INT64(OffsetsGetEnd(&key, topic->seq_relids[partition]).stable);
+	PG_RETURN_INT64(OffsetsGetEnd(&key).stable);
 }
 
 /*
@@ -341,10 +352,10 @@ offset_for_time(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ts must not be null"),
 				 errhint("Pass the timestamp to search from.")));
-	fetch_require_select(topic);
+	FetchRequireSelect(topic);
 
 	SPI_connect();
-	range = fetch_range(topic, partition, &snapshot);
+	range = FetchRangeOf(topic, partition, &snapshot);
 	sql = psprintf("SELECT log_offset FROM commitlog_topics.%s "
 				   "WHERE partition = $1 AND log_offset >= $2 AND log_offset < $3 "
 				   "AND \"timestamp\" >= $4 ORDER BY log_offset LIMIT 1",

@@ -22,6 +22,18 @@ typedef struct FetchRange
 	int64		earliest;		/* log start offset */
 	int64		stable;			/* latest_offset: reads stop below it */
 	int64		log_end;		/* next offset to be handed out */
+	bool		awaiting_flush; /* stable held back by an unflushed commit */
 } FetchRange;
+
+#include "fmgr.h"
+#include "utils/snapshot.h"
+
+extern void FetchRequirePrimary(void);
+extern void FetchRequireSelect(const Topic *topic);
+extern FetchRange FetchRangeOf(Topic *topic, int32 partition, Snapshot *snapshot);
+extern void FetchOutOfRange(Topic *topic, int32 partition, int64 offset, FetchRange range);
+extern uint64 FetchRead(FunctionCallInfo fcinfo, Topic *topic, int32 partition, int64 from,
+						FetchRange range, Snapshot snapshot, int32 max_records,
+						int32 max_bytes, int64 *next);
 
 #endif							/* COMMITLOG_FETCH_H */

@@ -25,10 +25,15 @@
 /* partitions one transaction may produce to (fixed per-backend array) */
 #define OFFSETS_MAX_TXN_PARTITIONS	64
 
-/* identifies one partition in the whole cluster (topic ids are per database) */
+/*
+ * Identifies one partition in the whole server.  The offset sequence's OID
+ * makes it unique even when a topic id comes back after DROP EXTENSION; the
+ * allocator also reads the sequence through it.
+ */
 typedef struct OffsetsPartitionKey
 {
 	Oid			dbid;
+	Oid			seqrelid;
 	int32		topic_id;
 	int32		partition;
 } OffsetsPartitionKey;
@@ -45,11 +50,13 @@ extern void OffsetsShmemRequest(void);
 extern void OffsetsShmemStartup(void);
 extern void OffsetsInit(void);
 
-extern void OffsetsAllocate(const OffsetsPartitionKey *key, Oid seqrelid,
-							int count, int64 *offsets);
-extern OffsetsEnd OffsetsGetEnd(const OffsetsPartitionKey *key, Oid seqrelid);
-extern void OffsetsForgetTopic(Oid dbid, int32 topic_id, int32 npartitions);
-extern void OffsetsWaitForChange(const OffsetsPartitionKey *key, Oid seqrelid,
-								 int64 seen_stable, long timeout_ms);
+extern void OffsetsAllocate(const OffsetsPartitionKey *key, int count, int64 *offsets);
+extern OffsetsEnd OffsetsGetEnd(const OffsetsPartitionKey *key);
+extern void OffsetsForgetPartition(const OffsetsPartitionKey *key);
+extern void OffsetsWaitForChange(const OffsetsPartitionKey *key, int64 seen_stable,
+								 long timeout_ms);
+extern uint64 OffsetsTopicGeneration(Oid dbid, int32 topic_id);
+extern void OffsetsWaitForTopic(Oid dbid, int32 topic_id, uint64 seen_generation,
+								long timeout_ms);
 
 #endif							/* COMMITLOG_OFFSETS_H */

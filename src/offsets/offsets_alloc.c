@@ -32,9 +32,9 @@ static bool exit_callback_registered = false;
 
 /* Take a fresh block from the sequence and install it if still useful. */
 static void
-offsets_refill(PartitionSlot *slot, Oid seqrelid)
+offsets_refill(PartitionSlot *slot)
 {
-	int64		block = nextval_internal(seqrelid, false);
+	int64		block = nextval_internal(slot->key.seqrelid, false);
 
 	XLogFlush(GetXLogInsertRecPtr());
 
@@ -144,10 +144,9 @@ offsets_exit_callback(int code, Datum arg)
  * order.  They are contiguous unless a block boundary falls inside.
  */
 void
-OffsetsAllocate(const OffsetsPartitionKey *key, Oid seqrelid, int count,
-				int64 *offsets)
+OffsetsAllocate(const OffsetsPartitionKey *key, int count, int64 *offsets)
 {
-	PartitionSlot *slot = OffsetsGetSlot(key, seqrelid);
+	PartitionSlot *slot = OffsetsGetSlot(key);
 	InflightSet *set = OffsetsMySet();
 	int			open_entry = offsets_find_open(set, key);
 	int			free_entry = -1;
@@ -172,7 +171,7 @@ OffsetsAllocate(const OffsetsPartitionKey *key, Oid seqrelid, int count,
 		if (avail <= 0)
 		{
 			LWLockRelease(&slot->lock);
-			offsets_refill(slot, seqrelid);
+			offsets_refill(slot);
 			continue;
 		}
 
@@ -184,6 +183,7 @@ OffsetsAllocate(const OffsetsPartitionKey *key, Oid seqrelid, int count,
 			e->lowest = slot->next_offset;
 			pg_atomic_write_u64(&e->commit_lsn, InvalidXLogRecPtr);
 			e->key.dbid = key->dbid;
+			e->key.seqrelid = key->seqrelid;
 			e->key.topic_id = key->topic_id;
 			pg_write_barrier();
 			e->key.partition = key->partition;

@@ -47,25 +47,39 @@ typedef struct InflightSet
 	InflightEntry entries[OFFSETS_MAX_TXN_PARTITIONS];
 } InflightSet;
 
+/*
+ * Wakeups for readers of a whole topic (consume), hashed by topic: a
+ * generation counter bumped on every broadcast lets a waiter tell whether it
+ * missed one between its scan and its sleep.
+ */
+#define OFFSETS_TOPIC_WAKEUPS	64
+
+typedef struct TopicWakeup
+{
+	pg_atomic_uint64 generation;
+	ConditionVariable cv;
+} TopicWakeup;
+
 typedef struct OffsetsShared
 {
 	LWLock	   *map_lock;		/* protects the hash table's membership */
 	int			slot_tranche;	/* tranche of the per-partition locks */
+	TopicWakeup topic_wakeups[OFFSETS_TOPIC_WAKEUPS];
 	int			nsets;
 	InflightSet sets[FLEXIBLE_ARRAY_MEMBER];
 } OffsetsShared;
 
 extern OffsetsShared *offsets_shared;
 
-extern PartitionSlot *OffsetsGetSlot(const OffsetsPartitionKey *key, Oid seqrelid);
+extern PartitionSlot *OffsetsGetSlot(const OffsetsPartitionKey *key);
 extern InflightSet *OffsetsMySet(void);
 extern void OffsetsWakeReaders(const OffsetsPartitionKey *key);
 
 static inline bool
 offsets_key_equal(const OffsetsPartitionKey *a, const OffsetsPartitionKey *b)
 {
-	return a->partition == b->partition && a->topic_id == b->topic_id &&
-		a->dbid == b->dbid;
+	return a->partition == b->partition && a->seqrelid == b->seqrelid &&
+		a->topic_id == b->topic_id && a->dbid == b->dbid;
 }
 
 #endif							/* COMMITLOG_OFFSETS_INTERNAL_H */

@@ -37,6 +37,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/fmgrprotos.h"
+#include "common/hashfn.h"
 #include "utils/hsearch.h"
 
 OffsetsShared *offsets_shared = NULL;
@@ -92,6 +93,11 @@ OffsetsShmemStartup(void)
 		offsets_shared->map_lock = &(GetNamedLWLockTranche("pg_commitlog"))->lock;
 		offsets_shared->slot_tranche = LWLockNewTrancheId();
 		offsets_shared->nsets = offsets_nsets();
+		for (int i = 0; i < OFFSETS_TOPIC_WAKEUPS; i++)
+		{
+			pg_atomic_init_u64(&offsets_shared->topic_wakeups[i].generation, 0);
+			ConditionVariableInit(&offsets_shared->topic_wakeups[i].cv);
+		}
 		for (int i = 0; i < offsets_shared->nsets; i++)
 		{
 			InflightSet *set = &offsets_shared->sets[i];
@@ -168,7 +174,7 @@ sequence_upper_bound(Oid seqrelid)
  * lock on the topic's table, so the partition cannot be dropped meanwhile.
  */
 PartitionSlot *
-OffsetsGetSlot(const OffsetsPartitionKey *key, Oid seqrelid)
+OffsetsGetSlot(const OffsetsPartitionKey *key)
 {
 	PartitionSlot *slot;
 	bool		found;
@@ -190,7 +196,7 @@ OffsetsGetSlot(const OffsetsPartitionKey *key, Oid seqrelid)
 	 * producer calls nextval() in between, its block starts at or above the
 	 * bound and is accepted; if the slot appears meanwhile, ours is unused.
 	 */
-	bound = sequence_upper_bound(seqrelid);
+	bound = sequence_upper_bound(key->seqrelid);
 
 	LWLockAcquire(offsets_shared->map_lock, LW_EXCLUSIVE);
 	slot = hash_search(offsets_slots, key, HASH_ENTER_NULL, &found);
@@ -221,9 +227,9 @@ OffsetsGetSlot(const OffsetsPartitionKey *key, Oid seqrelid)
  * visible in that snapshot or never committed.
  */
 OffsetsEnd
-OffsetsGetEnd(const OffsetsPartitionKey *key, Oid seqrelid)
+OffsetsGetEnd(const OffsetsPartitionKey *key)
 {
-	PartitionSlot *slot = OffsetsGetSlot(key, seqrelid);
+	PartitionSlot *slot = OffsetsGetSlot(key);
 	OffsetsEnd	end;
 	XLogRecPtr	flushed;
 
@@ -260,28 +266,28 @@ OffsetsGetEnd(const OffsetsPartitionKey *key, Oid seqrelid)
 }
 
 /*
- * Forget the slots of a dropped topic.  Safe even if the drop rolls back: a
- * slot created again starts from the sequence's bound, which never goes
- * back.  Producers cannot hold entries for it (the drop holds an exclusive
- * lock on the topic's table); entries of asynchronous commits not yet
- * flushed may linger and only hold a reader back until the flush.
+ * Forget the slot of a dropped partition.  Safe even if the drop rolls
+ * back: a slot created again starts from the sequence's bound, which never
+ * goes back.  Producers cannot hold entries for it (the drop holds an
+ * exclusive lock on the topic's table); entries of asynchronous commits not
+ * yet flushed may linger and only hold a reader back until the flush.
  */
 void
-OffsetsForgetTopic(Oid dbid, int32 topic_id, int32 npartitions)
+OffsetsForgetPartition(const OffsetsPartitionKey *key)
 {
-	OffsetsPartitionKey key;
-
 	if (offsets_shared == NULL)
 		return;
-	key.dbid = dbid;
-	key.topic_id = topic_id;
 	LWLockAcquire(offsets_shared->map_lock, LW_EXCLUSIVE);
-	for (int p = 0; p < npartitions; p++)
-	{
-		key.partition = p;
-		hash_search(offsets_slots, &key, HASH_REMOVE, NULL);
-	}
+	hash_search(offsets_slots, key, HASH_REMOVE, NULL);
 	LWLockRelease(offsets_shared->map_lock);
+}
+
+static TopicWakeup *
+topic_wakeup(Oid dbid, int32 topic_id)
+{
+	uint32		h = hash_bytes_uint32((uint32) dbid ^ ((uint32) topic_id * 0x9E3779B9U));
+
+	return &offsets_shared->topic_wakeups[h % OFFSETS_TOPIC_WAKEUPS];
 }
 
 /* Wake the readers waiting on a partition (a producing transaction ended). */
@@ -289,6 +295,10 @@ void
 OffsetsWakeReaders(const OffsetsPartitionKey *key)
 {
 	PartitionSlot *slot;
+	TopicWakeup *wakeup = topic_wakeup(key->dbid, key->topic_id);
+
+	pg_atomic_fetch_add_u64(&wakeup->generation, 1);
+	ConditionVariableBroadcast(&wakeup->cv);
 
 	LWLockAcquire(offsets_shared->map_lock, LW_SHARED);
 	slot = hash_search(offsets_slots, key, HASH_FIND, NULL);
@@ -305,20 +315,41 @@ OffsetsWakeReaders(const OffsetsPartitionKey *key)
  * re-checks.  Interruptible: the sleep processes interrupts.
  */
 void
-OffsetsWaitForChange(const OffsetsPartitionKey *key, Oid seqrelid,
-					 int64 seen_stable, long timeout_ms)
+OffsetsWaitForChange(const OffsetsPartitionKey *key, int64 seen_stable, long timeout_ms)
 {
-	PartitionSlot *slot = OffsetsGetSlot(key, seqrelid);
+	PartitionSlot *slot = OffsetsGetSlot(key);
 	OffsetsEnd	end;
 
 	/* prepare first, then re-check, so a broadcast in between is not lost */
 	ConditionVariablePrepareToSleep(&slot->cv);
-	end = OffsetsGetEnd(key, seqrelid);
+	end = OffsetsGetEnd(key);
 	if (end.stable == seen_stable)
 	{
 		if (end.awaiting_flush)
 			timeout_ms = Min(timeout_ms, 10);
 		(void) ConditionVariableTimedSleep(&slot->cv, timeout_ms, PG_WAIT_EXTENSION);
 	}
+	ConditionVariableCancelSleep();
+}
+
+/* The wakeup generation of a topic; pass it to OffsetsWaitForTopic. */
+uint64
+OffsetsTopicGeneration(Oid dbid, int32 topic_id)
+{
+	return pg_atomic_read_u64(&topic_wakeup(dbid, topic_id)->generation);
+}
+
+/*
+ * Sleep until a producing transaction on the topic (or one hashed with it)
+ * ends after the generation seen was read, or timeout_ms passes.
+ */
+void
+OffsetsWaitForTopic(Oid dbid, int32 topic_id, uint64 seen_generation, long timeout_ms)
+{
+	TopicWakeup *wakeup = topic_wakeup(dbid, topic_id);
+
+	ConditionVariablePrepareToSleep(&wakeup->cv);
+	if (pg_atomic_read_u64(&wakeup->generation) == seen_generation)
+		(void) ConditionVariableTimedSleep(&wakeup->cv, timeout_ms, PG_WAIT_EXTENSION);
 	ConditionVariableCancelSleep();
 }

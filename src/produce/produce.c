@@ -207,8 +207,6 @@ produce_records(Topic *topic, ProduceRecord *recs, int n)
 	int		   *counts;
 	int		   *idx;
 	int64	   *offsets;
-	OffsetsPartitionKey key;
-
 	produce_resolve(topic, recs, n);
 
 	/* bucket records by partition, keeping input order within each */
@@ -218,11 +216,10 @@ produce_records(Topic *topic, ProduceRecord *recs, int n)
 	idx = palloc(sizeof(int) * n);
 	offsets = palloc(sizeof(int64) * n);
 
-	key.dbid = MyDatabaseId;
-	key.topic_id = topic->id;
 	for (int p = 0; p < topic->partitions; p++)
 	{
 		int			m = 0;
+		OffsetsPartitionKey key;
 
 		if (counts[p] == 0)
 			continue;
@@ -230,8 +227,8 @@ produce_records(Topic *topic, ProduceRecord *recs, int n)
 			if (recs[i].partition == p)
 				idx[m++] = i;
 
-		key.partition = p;
-		OffsetsAllocate(&key, topic->seq_relids[p], m, offsets);
+		key = TopicPartitionKey(topic, p);
+		OffsetsAllocate(&key, m, offsets);
 		for (int i = 0; i < m; i++)
 			recs[idx[i]].offset = offsets[i];
 		produce_write_segment(topic->leaf_relids[p], recs, idx, m);

@@ -260,3 +260,16 @@ TopicUsesLogAppendTime(const Topic *topic)
 		return TopicConfigDefaultLogAppendTime();
 	return topic->timestamp_type == TOPIC_TS_LOG_APPEND_TIME;
 }
+
+/* The offsets subsystem's name for one of the topic's partitions. */
+OffsetsPartitionKey
+TopicPartitionKey(const Topic *topic, int32 partition)
+{
+	OffsetsPartitionKey key;
+
+	key.dbid = MyDatabaseId;
+	key.seqrelid = topic->seq_relids[partition];
+	key.topic_id = topic->id;
+	key.partition = partition;
+	return key;
+}

@@ -81,9 +81,12 @@ TopicValidateName(const char *name)
 					 errhint("Replace the character \"%c\".", *c)));
 }
 
-/* Pin search_path for the statements this file runs; undone by DdlEnd. */
-static int
-ddl_begin(void)
+/*
+ * Connect to SPI with search_path pinned, for the statements of the
+ * extension's own functions; undone by CatalogEnd.
+ */
+int
+CatalogBegin(void)
 {
 	int			nestlevel = NewGUCNestLevel();
 
@@ -93,17 +96,21 @@ ddl_begin(void)
 	return nestlevel;
 }
 
-static void
-ddl_end(int nestlevel)
+void
+CatalogEnd(int nestlevel)
 {
 	SPI_finish();
 	AtEOXact_GUC(true, nestlevel);
 }
 
-/* Run a metadata statement as the owner of the metadata tables. */
-static void
-meta_exec(const char *sql, int nargs, Oid *argtypes, Datum *args)
+/*
+ * Run a metadata statement as the owner of the metadata tables, so users
+ * need no rights on them.  Returns the SPI result code.
+ */
+int
+CatalogExec(const char *sql, int nargs, Oid *argtypes, Datum *args, const char *nulls)
 {
+	int			ret;
 	Oid			save_userid;
 	int			save_sec_context;
 	Oid			owner;
@@ -118,9 +125,11 @@ meta_exec(const char *sql, int nargs, Oid *argtypes, Datum *args)
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_execute_with_args(sql, nargs, argtypes, args, NULL, false, 0) < 0)
+	ret = SPI_execute_with_args(sql, nargs, argtypes, args, nulls, false, 0);
+	if (ret < 0)
 		elog(ERROR, "metadata statement failed: %s", sql);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return ret;
 }
 
 /* Serialize topic DDL; see the file comment. */
@@ -132,7 +141,7 @@ ddl_lock(void)
 	LockRelationOid(relid, ShareRowExclusiveLock);
 }
 
-/* The topic's metadata row (within ddl_begin), or error 42704. */
+/* The topic's metadata row (within CatalogBegin), or error 42704. */
 static TopicRow
 ddl_find_topic(const char *name)
 {
@@ -170,13 +179,13 @@ ddl_check_owner(const char *name, Oid relid)
 				 errhint("Ask the owner, or a superuser, to do it.")));
 }
 
-/* ddl_begin + lock + the topic's row, checking the caller owns it */
+/* CatalogBegin + lock + the topic's row, checking the caller owns it */
 static TopicRow
 ddl_open_owned(const char *name, int *nestlevel)
 {
 	TopicRow	row;
 
-	*nestlevel = ddl_begin();
+	*nestlevel = CatalogBegin();
 	ddl_lock();
 	row = ddl_find_topic(name);
 	ddl_check_owner(name, row.relid);
@@ -225,11 +234,11 @@ ddl_create_partition(const char *name, int32 topic_id, int32 p)
 
 	args[0] = Int32GetDatum(topic_id);
 	args[1] = Int32GetDatum(p);
-	meta_exec("INSERT INTO commitlog.partitions (topic_id, partition) VALUES ($1, $2)",
-			  2, argtypes, args);
+	(void) CatalogExec("INSERT INTO commitlog.partitions (topic_id, partition) VALUES ($1, $2)",
+			  2, argtypes, args, NULL);
 	args[2] = CStringGetTextDatum(segment);
-	meta_exec("INSERT INTO commitlog.segments (topic_id, partition, base_offset, relname) "
-			  "VALUES ($1, $2, 0, $3)", 3, argtypes, args);
+	(void) CatalogExec("INSERT INTO commitlog.segments (topic_id, partition, base_offset, relname) "
+			  "VALUES ($1, $2, 0, $3)", 3, argtypes, args, NULL);
 }
 
 /* create_topic(topic text, partitions int, replication_factor int, config jsonb) */
@@ -280,7 +289,7 @@ create_topic(PG_FUNCTION_ARGS)
 				 errhint("A superuser can run: GRANT CREATE ON SCHEMA commitlog_topics TO %s;",
 						 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
 
-	nestlevel = ddl_begin();
+	nestlevel = CatalogBegin();
 	ddl_lock();
 	args[0] = CStringGetTextDatum(name);
 	if (SPI_execute_with_args("SELECT 1 FROM commitlog.topics WHERE name = $1",
@@ -301,8 +310,8 @@ create_topic(PG_FUNCTION_ARGS)
 	args[1] = Int32GetDatum(partitions);
 	args[2] = Int32GetDatum(rf);
 	args[3] = JsonbPGetDatum(config);
-	meta_exec("INSERT INTO commitlog.topics (name, partitions, replication_factor, config) "
-			  "VALUES ($1, $2, $3, $4) RETURNING id", 4, argtypes, args);
+	(void) CatalogExec("INSERT INTO commitlog.topics (name, partitions, replication_factor, config) "
+			  "VALUES ($1, $2, $3, $4) RETURNING id", 4, argtypes, args, NULL);
 	topic_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	GuardExecInternal(psprintf("CREATE TABLE commitlog_topics.%s ("
@@ -314,7 +323,7 @@ create_topic(PG_FUNCTION_ARGS)
 	for (int32 p = 0; p < partitions; p++)
 		ddl_create_partition(name, topic_id, p);
 
-	ddl_end(nestlevel);
+	CatalogEnd(nestlevel);
 	PG_RETURN_VOID();
 }
 
@@ -331,15 +340,26 @@ drop_topic(PG_FUNCTION_ARGS)
 	/* waits for open producers and readers of the topic */
 	GuardExecInternal(psprintf("DROP TABLE commitlog_topics.%s", quote_identifier(name)));
 	for (int32 p = 0; p < row.partitions; p++)
-		GuardExecInternal(psprintf("DROP SEQUENCE commitlog_topics.t%d_p%d_seq", row.id, p));
+	{
+		char		seqname[NAMEDATALEN];
+		OffsetsPartitionKey key;
+
+		snprintf(seqname, sizeof(seqname), "t%d_p%d_seq", row.id, p);
+		key.dbid = MyDatabaseId;
+		key.seqrelid = get_relname_relid(seqname, TopicSchemaOid(false));
+		key.topic_id = row.id;
+		key.partition = p;
+		GuardExecInternal(psprintf("DROP SEQUENCE commitlog_topics.%s", seqname));
+		OffsetsForgetPartition(&key);
+	}
 
 	args[0] = Int32GetDatum(row.id);
-	meta_exec("DELETE FROM commitlog.segments WHERE topic_id = $1", 1, argtypes, args);
-	meta_exec("DELETE FROM commitlog.partitions WHERE topic_id = $1", 1, argtypes, args);
-	meta_exec("DELETE FROM commitlog.topics WHERE id = $1", 1, argtypes, args);
-	OffsetsForgetTopic(MyDatabaseId, row.id, row.partitions);
+	(void) CatalogExec("DELETE FROM commitlog.segments WHERE topic_id = $1", 1, argtypes, args, NULL);
+	(void) CatalogExec("DELETE FROM commitlog.partitions WHERE topic_id = $1", 1, argtypes, args, NULL);
+	(void) CatalogExec("DELETE FROM commitlog.consumer_offsets WHERE topic_id = $1", 1, argtypes, args, NULL);
+	(void) CatalogExec("DELETE FROM commitlog.topics WHERE id = $1", 1, argtypes, args, NULL);
 
-	ddl_end(nestlevel);
+	CatalogEnd(nestlevel);
 	PG_RETURN_VOID();
 }
 
@@ -375,10 +395,10 @@ add_partitions(PG_FUNCTION_ARGS)
 		ddl_create_partition(name, row.id, p);
 	args[0] = Int32GetDatum(row.id);
 	args[1] = Int32GetDatum(partitions);
-	meta_exec("UPDATE commitlog.topics SET partitions = $2 WHERE id = $1", 2, argtypes, args);
+	(void) CatalogExec("UPDATE commitlog.topics SET partitions = $2 WHERE id = $1", 2, argtypes, args, NULL);
 	CacheInvalidateRelcacheByRelid(row.relid);
 
-	ddl_end(nestlevel);
+	CatalogEnd(nestlevel);
 	PG_RETURN_VOID();
 }
 
@@ -404,11 +424,11 @@ alter_topic(PG_FUNCTION_ARGS)
 
 	args[0] = Int32GetDatum(row.id);
 	args[1] = JsonbPGetDatum(config);
-	meta_exec("UPDATE commitlog.topics SET config = $2 WHERE id = $1", 2, argtypes, args);
+	(void) CatalogExec("UPDATE commitlog.topics SET config = $2 WHERE id = $1", 2, argtypes, args, NULL);
 	/* producers cache max.message.bytes and the timestamp type */
 	CacheInvalidateRelcacheByRelid(row.relid);
 
-	ddl_end(nestlevel);
+	CatalogEnd(nestlevel);
 	PG_RETURN_VOID();
 }
 

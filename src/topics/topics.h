@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "offsets/offsets.h"
 #include "storage/lockdefs.h"
 #include "utils/jsonb.h"
 
@@ -50,6 +51,7 @@ extern Topic *TopicOpen(const char *name, LOCKMODE lockmode);
 extern void TopicCheckPartition(const Topic *topic, int32 partition);
 extern int64 TopicMaxMessageBytes(const Topic *topic);
 extern bool TopicUsesLogAppendTime(const Topic *topic);
+extern OffsetsPartitionKey TopicPartitionKey(const Topic *topic, int32 partition);
 extern Oid	TopicSchemaOid(bool missing_ok);
 extern char *TopicNameArg(text *arg);
 
@@ -64,5 +66,9 @@ extern TopicTimestampType TopicConfigParseTimestampType(const char *value);
 
 /* topic_ddl.c */
 extern void TopicValidateName(const char *name);
+extern int	CatalogBegin(void);
+extern void CatalogEnd(int nestlevel);
+extern int	CatalogExec(const char *sql, int nargs, Oid *argtypes, Datum *args,
+						const char *nulls);
 
 #endif							/* COMMITLOG_TOPICS_H */

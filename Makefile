@@ -12,6 +12,7 @@ OBJS = \
 	src/pg_commitlog.o \
 	src/offsets/offsets_shmem.o \
 	src/offsets/offsets_alloc.o \
+	src/topics/catalog.o \
 	src/topics/topic_cache.o \
 	src/topics/topic_config.o \
 	src/topics/topic_ddl.o \

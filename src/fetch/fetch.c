@@ -141,8 +141,12 @@ FetchOutOfRange(Topic *topic, int32 partition, int64 offset, FetchRange range)
 			(errcode(ERRCODE_COMMITLOG_OFFSET_OUT_OF_RANGE),
 			 errmsg("offset " INT64_FORMAT " is out of range for partition %d of topic \"%s\"",
 					offset, partition, topic->name),
+			 range.log_end == range.stable ?
 			 errdetail("The earliest offset is " INT64_FORMAT " and the latest is " INT64_FORMAT ".",
-					   range.earliest, range.stable),
+					   range.earliest, range.stable) :
+			 errdetail("The earliest offset is " INT64_FORMAT " and the latest is " INT64_FORMAT
+					   "; offsets up to " INT64_FORMAT " are taken by transactions still open.",
+					   range.earliest, range.stable, range.log_end - 1),
 			 errhint("Fetch from an offset in that range; commitlog.earliest_offset() and commitlog.latest_offset() give its ends.")));
 }
 

@@ -59,7 +59,16 @@ typedef struct ConsumeState
 	bool		awaiting_flush; /* some partition waits for an async commit */
 } ConsumeState;
 
-/* Create the group's rows for the topic's partitions, if missing. */
+/*
+ * Create the group's rows for the topic's partitions, if missing.
+ *
+ * An INSERT ... ON CONFLICT waits behind another member's uncommitted insert
+ * of the same rows, which would make a new group's second member wait for
+ * the first one's whole transaction.  So only one transaction at a time
+ * creates rows for a (group, topic), under a transaction-level advisory
+ * lock taken without waiting; the others claim what is already committed,
+ * which for a brand-new group is nothing until the creator commits.
+ */
 static void
 consume_ensure_rows(ConsumeState *st)
 {
@@ -67,14 +76,15 @@ consume_ensure_rows(ConsumeState *st)
 	Datum		args[3] = {st->group, Int32GetDatum(st->topic->id), Int32GetDatum(st->topic->partitions)};
 	bool		isnull;
 
-	/*
-	 * Check first: an INSERT ... ON CONFLICT would wait behind another
-	 * member's uncommitted insert of the same rows.
-	 */
 	CatalogExec("SELECT count(*) FROM commitlog.consumer_offsets WHERE group_id = $1 AND topic_id = $2",
 				2, types, args, NULL);
 	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) ==
 		st->topic->partitions)
+		return;
+	CatalogExec("SELECT pg_catalog.pg_try_advisory_xact_lock("
+				"pg_catalog.hashtext('pg_commitlog consumer group ' || $1 || ' topic ' || $2))",
+				2, types, args, NULL);
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 		return;
 	CatalogExec("INSERT INTO commitlog.consumer_offsets (group_id, topic_id, partition) "
 				"SELECT $1, $2, p FROM pg_catalog.generate_series(0, $3 - 1) p "

@@ -134,6 +134,22 @@ offsets_exit_callback(int code, Datum arg)
 		return;
 	set = OffsetsMySet();
 	used = pg_atomic_read_u32(&set->used);
+
+	/*
+	 * Entries of asynchronous commits still hold readers back until their
+	 * flush; make them durable before dropping them, or a reader could see a
+	 * record that a crash takes back.
+	 */
+	if (!RecoveryInProgress())
+	{
+		XLogRecPtr	pending = InvalidXLogRecPtr;
+
+		for (uint32 i = 0; i < used; i++)
+			if (set->entries[i].key.partition != INFLIGHT_FREE)
+				pending = Max(pending, pg_atomic_read_u64(&set->entries[i].commit_lsn));
+		if (pending != InvalidXLogRecPtr)
+			XLogFlush(pending);
+	}
 	for (uint32 i = 0; i < used; i++)
 		set->entries[i].key.partition = INFLIGHT_FREE;
 	pg_atomic_write_u32(&set->used, 0);

@@ -108,20 +108,15 @@ topic_load(Topic *topic, const char *name)
 	Datum		args[1];
 	Oid			nsp = TopicSchemaOid(false);
 	bool		isnull;
-	int			ret;
 	char	   *value;
 
-	/* read_only = false: in READ COMMITTED that reads the latest metadata */
 	args[0] = CStringGetTextDatum(name);
 	SPI_connect();
-	ret = SPI_execute_with_args("SELECT id, partitions, "
-								"config->>'max.message.bytes', "
-								"config->>'message.timestamp.type' "
-								"FROM commitlog.topics WHERE name = $1",
-								1, argtypes, args, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read commitlog.topics: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
+	if (CatalogRead("SELECT id, partitions, "
+					"config->>'max.message.bytes', "
+					"config->>'message.timestamp.type' "
+					"FROM commitlog.topics WHERE name = $1",
+					1, argtypes, args, 1) == 0)
 	{
 		SPI_finish();
 		return false;
@@ -143,12 +138,10 @@ topic_load(Topic *topic, const char *name)
 	/* the active segment of each partition is its newest */
 	argtypes[0] = INT4OID;
 	args[0] = Int32GetDatum(topic->id);
-	ret = SPI_execute_with_args("SELECT DISTINCT ON (partition) partition, relname "
-								"FROM commitlog.segments WHERE topic_id = $1 "
-								"ORDER BY partition, base_offset DESC",
-								1, argtypes, args, NULL, false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read commitlog.segments: %s", SPI_result_code_string(ret));
+	CatalogRead("SELECT DISTINCT ON (partition) partition, relname "
+				"FROM commitlog.segments WHERE topic_id = $1 "
+				"ORDER BY partition, base_offset DESC",
+				1, argtypes, args, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		int32		p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
@@ -233,9 +226,23 @@ TopicOpen(const char *name, LOCKMODE lockmode)
 	}
 }
 
+/*
+ * Check that the partition exists.  Partitions are only ever added, so one
+ * beyond the cached count may have been added by a transaction that
+ * committed while ours already held the topic's lock (which is when
+ * invalidations arrive): look again before refusing.
+ */
 void
-TopicCheckPartition(const Topic *topic, int32 partition)
+TopicCheckPartition(Topic *topic, int32 partition)
 {
+	if (partition >= topic->partitions && topic->valid)
+	{
+		topic_release(topic);
+		topic->valid = false;
+		if (!topic_load(topic, topic->name))
+			topic_not_found(topic->name);
+		topic->valid = true;
+	}
 	if (partition < 0 || partition >= topic->partitions)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -81,57 +81,6 @@ TopicValidateName(const char *name)
 					 errhint("Replace the character \"%c\".", *c)));
 }
 
-/*
- * Connect to SPI with search_path pinned, for the statements of the
- * extension's own functions; undone by CatalogEnd.
- */
-int
-CatalogBegin(void)
-{
-	int			nestlevel = NewGUCNestLevel();
-
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	SPI_connect();
-	return nestlevel;
-}
-
-void
-CatalogEnd(int nestlevel)
-{
-	SPI_finish();
-	AtEOXact_GUC(true, nestlevel);
-}
-
-/*
- * Run a metadata statement as the owner of the metadata tables, so users
- * need no rights on them.  Returns the SPI result code.
- */
-int
-CatalogExec(const char *sql, int nargs, Oid *argtypes, Datum *args, const char *nulls)
-{
-	int			ret;
-	Oid			save_userid;
-	int			save_sec_context;
-	Oid			owner;
-	HeapTuple	tuple;
-	Oid			relid = get_relname_relid("topics", get_namespace_oid(COMMITLOG_SCHEMA, false));
-
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	ret = SPI_execute_with_args(sql, nargs, argtypes, args, nulls, false, 0);
-	if (ret < 0)
-		elog(ERROR, "metadata statement failed: %s", sql);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	return ret;
-}
-
 /* Serialize topic DDL; see the file comment. */
 static void
 ddl_lock(void)
@@ -150,9 +99,8 @@ ddl_find_topic(const char *name)
 	TopicRow	row;
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT id, partitions, config FROM commitlog.topics WHERE name = $1",
-							  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read commitlog.topics");
+	CatalogRead("SELECT id, partitions, config FROM commitlog.topics WHERE name = $1",
+				1, argtypes, args, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -292,9 +240,7 @@ create_topic(PG_FUNCTION_ARGS)
 	nestlevel = CatalogBegin();
 	ddl_lock();
 	args[0] = CStringGetTextDatum(name);
-	if (SPI_execute_with_args("SELECT 1 FROM commitlog.topics WHERE name = $1",
-							  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read commitlog.topics");
+	CatalogRead("SELECT 1 FROM commitlog.topics WHERE name = $1", 1, argtypes, args, 1);
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),

@@ -48,7 +48,7 @@ typedef struct Topic
 /* topic_cache.c */
 extern void TopicCacheInit(void);
 extern Topic *TopicOpen(const char *name, LOCKMODE lockmode);
-extern void TopicCheckPartition(const Topic *topic, int32 partition);
+extern void TopicCheckPartition(Topic *topic, int32 partition);
 extern int64 TopicMaxMessageBytes(const Topic *topic);
 extern bool TopicUsesLogAppendTime(const Topic *topic);
 extern OffsetsPartitionKey TopicPartitionKey(const Topic *topic, int32 partition);
@@ -66,6 +66,9 @@ extern TopicTimestampType TopicConfigParseTimestampType(const char *value);
 
 /* topic_ddl.c */
 extern void TopicValidateName(const char *name);
+
+/* catalog.c */
+extern uint64 CatalogRead(const char *sql, int nargs, Oid *argtypes, Datum *args, long tcount);
 extern int	CatalogBegin(void);
 extern void CatalogEnd(int nestlevel);
 extern int	CatalogExec(const char *sql, int nargs, Oid *argtypes, Datum *args,

@@ -145,8 +145,9 @@ FetchOutOfRange(Topic *topic, int32 partition, int64 offset, FetchRange range)
 			 errdetail("The earliest offset is " INT64_FORMAT " and the latest is " INT64_FORMAT ".",
 					   range.earliest, range.stable) :
 			 errdetail("The earliest offset is " INT64_FORMAT " and the latest is " INT64_FORMAT
-					   "; offsets up to " INT64_FORMAT " are taken by transactions still open.",
-					   range.earliest, range.stable, range.log_end - 1),
+					   "; offsets from there to the log end at " INT64_FORMAT
+					   " become readable when the producing transactions below them end.",
+					   range.earliest, range.stable, range.log_end),
 			 errhint("Fetch from an offset in that range; commitlog.earliest_offset() and commitlog.latest_offset() give its ends.")));
 }
 

@@ -87,6 +87,18 @@ guard_check_rangevar(RangeVar *rv, const char *what)
 		guard_refuse(relid, what);
 }
 
+/* ALTER TABLE ... OWNER TO only: harmless, and how a DBA hands a topic over */
+static bool
+alter_is_owner_change(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+		if (lfirst_node(AlterTableCmd, lc)->subtype != AT_ChangeOwner)
+			return false;
+	return stmt->cmds != NIL;
+}
+
 static void
 guard_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 					  ProcessUtilityContext context, ParamListInfo params,
@@ -105,7 +117,16 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 					guard_check_rangevar(lfirst_node(RangeVar, lc), "truncate");
 				break;
 			case T_AlterTableStmt:
-				guard_check_rangevar(((AlterTableStmt *) stmt)->relation, "alter");
+				if (!alter_is_owner_change((AlterTableStmt *) stmt))
+					guard_check_rangevar(((AlterTableStmt *) stmt)->relation, "alter");
+				break;
+			case T_RenameStmt:
+				if (((RenameStmt *) stmt)->relation != NULL)
+					guard_check_rangevar(((RenameStmt *) stmt)->relation, "rename");
+				break;
+			case T_AlterObjectSchemaStmt:
+				if (((AlterObjectSchemaStmt *) stmt)->relation != NULL)
+					guard_check_rangevar(((AlterObjectSchemaStmt *) stmt)->relation, "move");
 				break;
 			case T_DropStmt:
 				{

@@ -6,7 +6,8 @@
  * the segment, past the executor) and the extension's own maintenance.  An
  * ExecutorCheckPerms hook refuses INSERT, UPDATE, DELETE, MERGE and COPY FROM
  * on any table in commitlog_topics, superusers included; a ProcessUtility
- * hook refuses TRUNCATE, DROP and ALTER of them.  Hooks, not triggers:
+ * hook refuses TRUNCATE, DROP, RENAME, SET SCHEMA and ALTER of them (all
+ * but ALTER ... OWNER TO).  Hooks, not triggers:
  * triggers can be disabled with session_replication_role and do not run in
  * the logical replication apply worker, which must be let through anyway.
  * commitlog.restore_mode (superuser only) lets pg_restore through.

@@ -24,3 +24,13 @@ SELECT * FROM commitlog.partition_list;
 -- read partition 0 from offset 0
 SELECT partition, log_offset, convert_from(value,'UTF8') FROM commitlog.fetch('orders', 0, 0);
 SELECT commitlog.latest_offset('orders', 0);
+
+-- a consumer group: reads every partition from the group's committed offsets
+-- and moves them on in the same transaction
+BEGIN;
+SELECT partition, log_offset, convert_from(value, 'UTF8') AS value
+  FROM commitlog.consume('billing', 'orders', max_records => 10);
+COMMIT;
+-- nothing new for the group now
+SELECT count(*) FROM commitlog.consume('billing', 'orders');
+SELECT group_id, topic, partition, committed_offset, lag FROM commitlog.group_offsets;

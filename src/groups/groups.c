@@ -22,7 +22,9 @@
 #include "offsets/offsets.h"
 #include "storage/lockdefs.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -63,7 +65,7 @@ group_topic(FunctionCallInfo fcinfo, int argno)
 }
 
 static int32
-group_partition_arg(FunctionCallInfo fcinfo, int argno, const Topic *topic)
+group_partition_arg(FunctionCallInfo fcinfo, int argno, Topic *topic)
 {
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
@@ -303,6 +305,23 @@ delete_group(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("consumer group \"%s\" does not exist", group),
 				 errhint("Look in commitlog.group_offsets for existing groups.")));
+	/* the group's rights follow its topics: SELECT on each of them */
+	CatalogExec("SELECT DISTINCT t.name FROM commitlog.consumer_offsets g "
+				"JOIN commitlog.topics t ON t.id = g.topic_id WHERE g.group_id = $1",
+				1, types, args, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Oid			relid = get_relname_relid(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
+											  TopicSchemaOid(false));
+
+		if (OidIsValid(relid) && pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to delete consumer group \"%s\"", group),
+					 errdetail("The group reads topic \"%s\", which you cannot read.",
+							   SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)),
+					 errhint("Ask a role with SELECT on that topic's table to delete the group.")));
+	}
 	CatalogExec("SELECT 1 FROM commitlog.consumer_offsets WHERE group_id = $1 FOR UPDATE SKIP LOCKED",
 				1, types, args, NULL);
 	if ((int64) SPI_processed < total)

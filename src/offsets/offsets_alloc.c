@@ -18,11 +18,14 @@
  */
 #include "postgres.h"
 
+#include "access/relation.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/sequence.h"
 #include "miscadmin.h"
 #include "offsets/offsets_internal.h"
+#include "pgstat.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
 
@@ -30,26 +33,101 @@
 static bool xact_has_entries = false;
 static bool exit_callback_registered = false;
 
-/* Take a fresh block from the sequence and install it if still useful. */
+/*
+ * Make the sequence's advance durable.  nextval() WAL-logs 32 values ahead
+ * and served this one either from a record it just wrote or from an earlier
+ * one; either way the sequence page's LSN is that record.
+ */
 static void
-offsets_refill(PartitionSlot *slot)
+sequence_flush(Oid seqrelid)
+{
+	Relation	rel = relation_open(seqrelid, AccessShareLock);
+	Buffer		buf = ReadBuffer(rel, 0);
+	XLogRecPtr	lsn;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	lsn = PageGetLSN(BufferGetPage(buf));
+	UnlockReleaseBuffer(buf);
+	relation_close(rel, AccessShareLock);
+	XLogFlush(lsn);
+}
+
+/* Take the next block from the sequence, flushed, and install it. */
+static void
+offsets_take_block(PartitionSlot *slot)
 {
 	int64		block = nextval_internal(slot->key.seqrelid, false);
 
-	XLogFlush(GetXLogInsertRecPtr());
-
-	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	sequence_flush(slot->key.seqrelid);
 
 	/*
-	 * Another backend may have refilled first; a block below the current
-	 * reservation would make offsets go back, so it is dropped (a gap).
+	 * A block below the current reservation would make offsets go back; it
+	 * cannot happen while refills are serialized, but a refused block is
+	 * only a gap, so refuse rather than trust.
 	 */
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	if (slot->next_offset == slot->reserved_end && block >= slot->reserved_end)
 	{
 		slot->next_offset = block;
 		slot->reserved_end = block + OFFSETS_BLOCK_SIZE;
 	}
 	LWLockRelease(&slot->lock);
+}
+
+/*
+ * Refill an exhausted slot.  One backend refills at a time and the others
+ * wait for it: if each called nextval() itself, all blocks but one would be
+ * thrown away, and under load most offsets would be gaps.  The wait is on a
+ * condition variable, so it is interruptible.
+ */
+static void
+offsets_refill(PartitionSlot *slot)
+{
+	for (;;)
+	{
+		LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+		if (slot->next_offset < slot->reserved_end)
+		{
+			LWLockRelease(&slot->lock);
+			ConditionVariableCancelSleep();
+			return;				/* someone else refilled */
+		}
+		if (!slot->refilling)
+		{
+			slot->refilling = true;
+			LWLockRelease(&slot->lock);
+			break;
+		}
+		LWLockRelease(&slot->lock);
+		ConditionVariableSleep(&slot->refill_cv, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+
+	PG_TRY();
+	{
+		offsets_take_block(slot);
+	}
+	PG_FINALLY();
+	{
+		LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+		slot->refilling = false;
+		LWLockRelease(&slot->lock);
+		ConditionVariableBroadcast(&slot->refill_cv);
+	}
+	PG_END_TRY();
+}
+
+/* The commit LSN the set's asynchronous commits still wait to be flushed. */
+static XLogRecPtr
+offsets_pending_lsn(InflightSet *set)
+{
+	uint32		used = pg_atomic_read_u32(&set->used);
+	XLogRecPtr	pending = InvalidXLogRecPtr;
+
+	for (uint32 i = 0; i < used; i++)
+		if (set->entries[i].key.partition != INFLIGHT_FREE)
+			pending = Max(pending, pg_atomic_read_u64(&set->entries[i].commit_lsn));
+	return pending;
 }
 
 /* Mark the entries of asynchronous commits that are now durable as free. */
@@ -114,7 +192,7 @@ offsets_free_entry(InflightSet *set)
 		if (used < OFFSETS_MAX_TXN_PARTITIONS)
 			return (int) used;
 		if (attempt == 0)
-			XLogFlush(GetXLogInsertRecPtr());
+			XLogFlush(offsets_pending_lsn(set));
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -140,16 +218,8 @@ offsets_exit_callback(int code, Datum arg)
 	 * flush; make them durable before dropping them, or a reader could see a
 	 * record that a crash takes back.
 	 */
-	if (!RecoveryInProgress())
-	{
-		XLogRecPtr	pending = InvalidXLogRecPtr;
-
-		for (uint32 i = 0; i < used; i++)
-			if (set->entries[i].key.partition != INFLIGHT_FREE)
-				pending = Max(pending, pg_atomic_read_u64(&set->entries[i].commit_lsn));
-		if (pending != InvalidXLogRecPtr)
-			XLogFlush(pending);
-	}
+	if (!RecoveryInProgress() && offsets_pending_lsn(set) != InvalidXLogRecPtr)
+		XLogFlush(offsets_pending_lsn(set));
 	for (uint32 i = 0; i < used; i++)
 		set->entries[i].key.partition = INFLIGHT_FREE;
 	pg_atomic_write_u32(&set->used, 0);

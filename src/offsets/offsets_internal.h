@@ -24,7 +24,9 @@ typedef struct PartitionSlot
 	LWLock		lock;
 	int64		next_offset;	/* next offset to hand out (log end) */
 	int64		reserved_end;	/* end of the block reserved from the sequence */
+	bool		refilling;		/* a backend is taking the next block */
 	ConditionVariable cv;		/* broadcast when producing transactions end */
+	ConditionVariable refill_cv;	/* broadcast when a refill is done */
 } PartitionSlot;
 
 /*

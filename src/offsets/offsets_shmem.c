@@ -214,6 +214,8 @@ OffsetsGetSlot(const OffsetsPartitionKey *key)
 	{
 		LWLockInitialize(&slot->lock, offsets_shared->slot_tranche);
 		ConditionVariableInit(&slot->cv);
+		ConditionVariableInit(&slot->refill_cv);
+		slot->refilling = false;
 		slot->next_offset = bound;
 		slot->reserved_end = bound;
 	}

@@ -44,6 +44,7 @@
 #include "offsets/offsets.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -81,10 +82,7 @@ consume_ensure_rows(ConsumeState *st)
 	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) ==
 		st->topic->partitions)
 		return;
-	CatalogExec("SELECT pg_catalog.pg_try_advisory_xact_lock("
-				"pg_catalog.hashtext('pg_commitlog consumer group ' || $1 || ' topic ' || $2))",
-				2, types, args, NULL);
-	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+	if (!GroupTryCreateLock(st->group, st->topic->id))
 		return;
 	CatalogExec("INSERT INTO commitlog.consumer_offsets (group_id, topic_id, partition) "
 				"SELECT $1, $2, p FROM pg_catalog.generate_series(0, $3 - 1) p "
@@ -143,6 +141,57 @@ consume_partition(ConsumeState *st, int32 partition, int32 max_records, bool *ke
 	return n;
 }
 
+/*
+ * Topics this transaction holds claims on.  When it ends, the partitions it
+ * held become claimable, perhaps with records left (rollback, or
+ * max_records reached): wake the members waiting on the topic.
+ */
+typedef struct ClaimedTopic
+{
+	Oid			dbid;
+	int32		topic_id;
+} ClaimedTopic;
+
+static ClaimedTopic *claimed = NULL;
+static int	nclaimed = 0;
+static int	claimed_size = 0;
+static bool claim_callback_registered = false;
+
+static void
+consume_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PREPARE)
+		nclaimed = 0;			/* the claims stay with the prepared transaction */
+	if (nclaimed == 0 || (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT))
+		return;
+	for (int i = 0; i < nclaimed; i++)
+		OffsetsWakeTopic(claimed[i].dbid, claimed[i].topic_id);
+	nclaimed = 0;
+}
+
+static void
+consume_remember_claim(int32 topic_id)
+{
+	for (int i = 0; i < nclaimed; i++)
+		if (claimed[i].topic_id == topic_id && claimed[i].dbid == MyDatabaseId)
+			return;
+	if (!claim_callback_registered)
+	{
+		RegisterXactCallback(consume_xact_callback, NULL);
+		claim_callback_registered = true;
+	}
+	if (nclaimed == claimed_size)
+	{
+		claimed_size = Max(8, claimed_size * 2);
+		claimed = claimed == NULL ?
+			MemoryContextAlloc(TopMemoryContext, sizeof(ClaimedTopic) * claimed_size) :
+			repalloc(claimed, sizeof(ClaimedTopic) * claimed_size);
+	}
+	claimed[nclaimed].dbid = MyDatabaseId;
+	claimed[nclaimed].topic_id = topic_id;
+	nclaimed++;
+}
+
 /* consume_partition in a subtransaction, released unless the claim is kept. */
 static uint64
 consume_partition_subxact(ConsumeState *st, int32 partition, int32 max_records)
@@ -158,7 +207,10 @@ consume_partition_subxact(ConsumeState *st, int32 partition, int32 max_records)
 	{
 		n = consume_partition(st, partition, max_records, &keep);
 		if (keep)
+		{
 			ReleaseCurrentSubTransaction();
+			consume_remember_claim(st->topic->id);
+		}
 		else
 			RollbackAndReleaseCurrentSubTransaction();
 	}
@@ -213,14 +265,21 @@ consume(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(2) || PG_GETARG_INT32(2) < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_records must be at least 1")));
+				 errmsg(PG_ARGISNULL(2) ? "max_records must not be null" : "max_records must be at least 1"),
+				 errhint("Pass how many records to return at most, e.g. 100.")));
 	max_records = PG_GETARG_INT32(2);
 	if (PG_ARGISNULL(3) || PG_GETARG_INT32(3) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("wait_ms must be 0 or more")));
+				 errmsg(PG_ARGISNULL(3) ? "wait_ms must not be null" : "wait_ms must be 0 or more"),
+				 errhint("Pass 0 to return at once, or how many milliseconds to wait for a record.")));
 	wait_ms = PG_GETARG_INT32(3);
-	reset = PG_ARGISNULL(4) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	if (PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("auto_offset_reset must not be null"),
+				 errhint("Use 'earliest' or 'latest'.")));
+	reset = text_to_cstring(PG_GETARG_TEXT_PP(4));
 	if (strcmp(reset, "earliest") != 0 && strcmp(reset, "latest") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -50,7 +50,32 @@ GroupIdArg(FunctionCallInfo fcinfo, int argno)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("group_id must not be empty"),
 				 errhint("Name the consumer group, e.g. 'billing'.")));
+	if (strlen(group) > GROUP_ID_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("group_id is too long"),
+				 errdetail("A group_id has at most %d bytes; this one has %zu.",
+						   GROUP_ID_MAX_BYTES, strlen(group)),
+				 errhint("Choose a shorter name.")));
 	return group;
+}
+
+/*
+ * The right to create a group's rows for a topic, for this transaction,
+ * taken without waiting (see consume_ensure_rows).  Whoever holds it may
+ * have inserted rows nobody else can see yet.
+ */
+bool
+GroupTryCreateLock(Datum group, int32 topic_id)
+{
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		args[2] = {group, Int32GetDatum(topic_id)};
+	bool		isnull;
+
+	CatalogExec("SELECT pg_catalog.pg_try_advisory_xact_lock("
+				"pg_catalog.hashtext('pg_commitlog consumer group ' || $1 || ' topic ' || $2))",
+				2, types, args, NULL);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /* Open a topic for group operations: reading it is what a group does. */
@@ -269,6 +294,9 @@ reset_offsets(PG_FUNCTION_ARGS)
 		if ((int64) locked < total)
 			group_in_use(group);
 	}
+	/* a member may be creating the group's rows right now: do not wait on it */
+	if (!GroupTryCreateLock(args[0], topic->id))
+		group_in_use(group);
 
 	for (int32 p = 0; p < topic->partitions; p++)
 	{

@@ -18,5 +18,9 @@
 #include "topics/topics.h"
 
 extern char *GroupIdArg(FunctionCallInfo fcinfo, int argno);
+extern bool GroupTryCreateLock(Datum group, int32 topic_id);
+
+/* Kafka sets no limit; ours keeps a group id inside a btree index entry */
+#define GROUP_ID_MAX_BYTES	1000
 
 #endif							/* COMMITLOG_GROUPS_H */

@@ -56,6 +56,7 @@ extern void OffsetsForgetPartition(const OffsetsPartitionKey *key);
 extern void OffsetsWaitForChange(const OffsetsPartitionKey *key, int64 seen_stable,
 								 long timeout_ms);
 extern uint64 OffsetsTopicGeneration(Oid dbid, int32 topic_id);
+extern void OffsetsWakeTopic(Oid dbid, int32 topic_id);
 extern void OffsetsWaitForTopic(Oid dbid, int32 topic_id, uint64 seen_generation,
 								long timeout_ms);
 

@@ -292,15 +292,23 @@ topic_wakeup(Oid dbid, int32 topic_id)
 	return &offsets_shared->topic_wakeups[h % OFFSETS_TOPIC_WAKEUPS];
 }
 
+/* Wake the readers waiting on a whole topic (consume). */
+void
+OffsetsWakeTopic(Oid dbid, int32 topic_id)
+{
+	TopicWakeup *wakeup = topic_wakeup(dbid, topic_id);
+
+	pg_atomic_fetch_add_u64(&wakeup->generation, 1);
+	ConditionVariableBroadcast(&wakeup->cv);
+}
+
 /* Wake the readers waiting on a partition (a producing transaction ended). */
 void
 OffsetsWakeReaders(const OffsetsPartitionKey *key)
 {
 	PartitionSlot *slot;
-	TopicWakeup *wakeup = topic_wakeup(key->dbid, key->topic_id);
 
-	pg_atomic_fetch_add_u64(&wakeup->generation, 1);
-	ConditionVariableBroadcast(&wakeup->cv);
+	OffsetsWakeTopic(key->dbid, key->topic_id);
 
 	LWLockAcquire(offsets_shared->map_lock, LW_SHARED);
 	slot = hash_search(offsets_slots, key, HASH_FIND, NULL);

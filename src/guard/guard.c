@@ -120,6 +120,9 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 				if (!alter_is_owner_change((AlterTableStmt *) stmt))
 					guard_check_rangevar(((AlterTableStmt *) stmt)->relation, "alter");
 				break;
+			case T_AlterSeqStmt:
+				guard_check_rangevar(((AlterSeqStmt *) stmt)->sequence, "alter");
+				break;
 			case T_RenameStmt:
 				if (((RenameStmt *) stmt)->relation != NULL)
 					guard_check_rangevar(((RenameStmt *) stmt)->relation, "rename");

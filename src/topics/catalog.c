@@ -20,6 +20,7 @@
 #include "catalog/pg_class.h"
 #include "commitlog.h"
 #include "executor/spi.h"
+#include "guard/guard.h"
 #include "miscadmin.h"
 #include "topics/topics.h"
 #include "utils/guc.h"
@@ -49,6 +50,38 @@ CatalogEnd(int nestlevel)
 	AtEOXact_GUC(true, nestlevel);
 }
 
+/* The owner of the metadata tables: the role that created the extension. */
+static Oid
+catalog_owner(void)
+{
+	Oid			relid = get_relname_relid("topics", get_namespace_oid(COMMITLOG_SCHEMA, false));
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * Run DDL on the extension's own objects (offset sequences) as the
+ * metadata owner, past the guard: a topic's owner must not be able to
+ * rewind the sequence its offsets come from.
+ */
+void
+CatalogDDL(const char *sql)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(catalog_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	GuardExecInternal(sql);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
 /*
  * Run a metadata statement as the owner of the metadata tables, so users
  * need no rights on them.  Returns the SPI result code.
@@ -59,18 +92,9 @@ CatalogExec(const char *sql, int nargs, Oid *argtypes, Datum *args, const char *
 	int			ret;
 	Oid			save_userid;
 	int			save_sec_context;
-	Oid			owner;
-	HeapTuple	tuple;
-	Oid			relid = get_relname_relid("topics", get_namespace_oid(COMMITLOG_SCHEMA, false));
-
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(catalog_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	ret = SPI_execute_with_args(sql, nargs, argtypes, args, nulls, false, 0);
 	if (ret < 0)
 		elog(ERROR, "metadata statement failed: %s", sql);

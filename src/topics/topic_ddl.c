@@ -176,9 +176,9 @@ ddl_create_partition(const char *name, int32 topic_id, int32 p)
 	GuardExecInternal(psprintf("ALTER TABLE commitlog_topics.%s ATTACH PARTITION "
 							   "commitlog_topics.t%d_p%d FOR VALUES IN (%d)",
 							   topic, topic_id, p, p));
-	GuardExecInternal(psprintf("CREATE SEQUENCE commitlog_topics.t%d_p%d_seq "
-							   "INCREMENT BY %d MINVALUE 0 START WITH 0 NO CYCLE",
-							   topic_id, p, OFFSETS_BLOCK_SIZE));
+	CatalogDDL(psprintf("CREATE SEQUENCE commitlog_topics.t%d_p%d_seq "
+						"INCREMENT BY %d MINVALUE 0 START WITH 0 NO CYCLE",
+						topic_id, p, OFFSETS_BLOCK_SIZE));
 
 	args[0] = Int32GetDatum(topic_id);
 	args[1] = Int32GetDatum(p);
@@ -295,7 +295,7 @@ drop_topic(PG_FUNCTION_ARGS)
 		key.seqrelid = get_relname_relid(seqname, TopicSchemaOid(false));
 		key.topic_id = row.id;
 		key.partition = p;
-		GuardExecInternal(psprintf("DROP SEQUENCE commitlog_topics.%s", seqname));
+		CatalogDDL(psprintf("DROP SEQUENCE commitlog_topics.%s", seqname));
 		OffsetsForgetPartition(&key);
 	}
 

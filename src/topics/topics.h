@@ -70,6 +70,7 @@ extern void TopicValidateName(const char *name);
 /* catalog.c */
 extern uint64 CatalogRead(const char *sql, int nargs, Oid *argtypes, Datum *args, long tcount);
 extern int	CatalogBegin(void);
+extern void CatalogDDL(const char *sql);
 extern void CatalogEnd(int nestlevel);
 extern int	CatalogExec(const char *sql, int nargs, Oid *argtypes, Datum *args,
 						const char *nulls);

@@ -14,6 +14,7 @@ OBJS = \
 	src/offsets/offsets_alloc.o \
 	src/topics/catalog.o \
 	src/topics/topic_cache.o \
+	src/topics/topic_segments.o \
 	src/topics/topic_config.o \
 	src/topics/topic_ddl.o \
 	src/produce/partitioner.o \
@@ -21,18 +22,26 @@ OBJS = \
 	src/fetch/fetch.o \
 	src/guard/guard.o \
 	src/groups/groups.o \
-	src/groups/consume.o
+	src/groups/consume.o \
+	src/retention/segments.o \
+	src/retention/retention.o \
+	src/retention/compaction.o \
+	src/bgworker/bgworker.o \
+	src/bgworker/launcher.o \
+	src/bgworker/worker.o \
+	src/bgworker/controller.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # pg_regress suites: sql/<name>.sql against expected/<name>.out
-REGRESS = topics config produce partitioner fetch privileges guard groups refill
+REGRESS = topics config produce partitioner fetch privileges guard groups refill retention
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare $(if $(WERROR),-Werror)
-PG_CPPFLAGS = -I$(CURDIR)/src
-SHLIB_LINK =
+PG_CPPFLAGS = -I$(CURDIR)/src -I$(libpq_srcdir)
+# libpq: the worker's own connections (coordinator, segment detach)
+SHLIB_LINK_INTERNAL = $(libpq)
 
 EXTRA_CLEAN = results regression.diffs regression.out tmp_check log output_iso
 

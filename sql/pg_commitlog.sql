@@ -55,13 +55,22 @@ CREATE TABLE commitlog.partitions (
 );
 
 -- One row per segment: the range partition [base_offset, end_offset) of a
--- partition's table; end_offset NULL = open-ended (the active segment).
+-- partition's table.  A segment is sealed once the stable offset has passed
+-- its end (no record can still arrive in it); the worker then records its
+-- size, record count and newest timestamp, so that retention decides per
+-- segment without reading records.
 CREATE TABLE commitlog.segments (
     topic_id int NOT NULL,
     partition int NOT NULL,
     base_offset bigint NOT NULL,
-    end_offset bigint,
+    end_offset bigint NOT NULL,
     relname name NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    activated_at timestamptz,           -- first seen with offsets handed out in it
+    sealed boolean NOT NULL DEFAULT false,
+    record_count bigint,
+    size_bytes bigint,
+    max_timestamp timestamptz,
     PRIMARY KEY (topic_id, partition, base_offset)
 );
 
@@ -231,6 +240,20 @@ AS 'MODULE_PATHNAME', 'delete_group'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 ------------------------------------------------------------------------------
+-- Retention (the background worker runs it every
+-- commitlog.retention_check_interval; these are the by-hand forms)
+------------------------------------------------------------------------------
+CREATE FUNCTION commitlog.enforce_retention(topic text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'enforce_retention'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.delete_records(topic text, partition int, before_offset bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'delete_records'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+------------------------------------------------------------------------------
 -- Views
 ------------------------------------------------------------------------------
 CREATE VIEW commitlog.topic_list AS
@@ -279,3 +302,74 @@ SELECT g.group_id,
  WHERE g.committed_offset IS NOT NULL;
 
 GRANT SELECT ON commitlog.group_offsets TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- Background worker and controller (src/bgworker).  Runtime state, not
+-- configuration: these tables are not dumped (pg_extension_config_dump);
+-- a restored database starts with no controller and elects one.
+------------------------------------------------------------------------------
+
+-- The controller: one row, written only by the worker that holds the
+-- controller advisory lock (1129074503, 1), on the session that holds it.
+-- epoch only grows; every election adds one.
+CREATE TABLE commitlog.controller_state (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    broker_id int,
+    epoch bigint NOT NULL DEFAULT 0,
+    elected_at timestamptz,
+    pid int
+);
+INSERT INTO commitlog.controller_state DEFAULT VALUES;
+
+-- Brokers that have connected to this coordinator.  A broker is alive while
+-- its worker's session holds the liveness lock (1129070162, broker_id).
+CREATE TABLE commitlog.broker_registry (
+    broker_id int PRIMARY KEY CHECK (broker_id >= 0),
+    conninfo text,
+    registered_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+GRANT SELECT ON commitlog.controller_state, commitlog.broker_registry TO PUBLIC;
+
+-- Refuses (CL004) an epoch older than the current controller's; share-locks
+-- the state row until the caller's transaction ends.  Controller actions
+-- run after it, in the same transaction.
+CREATE FUNCTION commitlog.controller_fence(epoch bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'controller_fence'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION commitlog.controller_fence(bigint) FROM PUBLIC;
+
+-- The current controller: shown only while its session holds the lock.
+CREATE VIEW commitlog.controller AS
+SELECT s.broker_id, s.epoch, s.elected_at, s.pid
+  FROM commitlog.controller_state s
+ WHERE s.epoch > 0
+   AND EXISTS (SELECT 1
+                 FROM pg_catalog.pg_locks l
+                WHERE l.locktype = 'advisory'
+                  AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                     WHERE d.datname = pg_catalog.current_database())
+                  AND l.classid = 1129074503::pg_catalog.oid
+                  AND l.objid = 1::pg_catalog.oid
+                  AND l.objsubid = 2
+                  AND l.granted
+                  AND l.pid = s.pid);
+
+CREATE VIEW commitlog.brokers AS
+SELECT r.broker_id,
+       r.conninfo,
+       EXISTS (SELECT 1
+                 FROM pg_catalog.pg_locks l
+                WHERE l.locktype = 'advisory'
+                  AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                     WHERE d.datname = pg_catalog.current_database())
+                  AND l.classid = 1129070162::pg_catalog.oid
+                  AND l.objid = r.broker_id::pg_catalog.oid
+                  AND l.objsubid = 2
+                  AND l.granted) AS alive,
+       COALESCE(r.broker_id = c.broker_id, false) AS is_controller
+  FROM commitlog.broker_registry r
+  LEFT JOIN commitlog.controller c ON true;
+
+GRANT SELECT ON commitlog.controller, commitlog.brokers TO PUBLIC;

@@ -22,6 +22,7 @@
 extern int	commitlog_broker_id;
 extern int	commitlog_max_partitions;
 extern bool commitlog_restore_mode;
+extern bool commitlog_internal_maintenance;
 
 
 #endif							/* COMMITLOG_H */

@@ -19,5 +19,7 @@
 #define ERRCODE_COMMITLOG_NOT_LEADER				MAKE_SQLSTATE('C','L','0','0','2')
 /* Kafka's NOT_ENOUGH_REPLICAS: acks=all with a too small ISR */
 #define ERRCODE_COMMITLOG_NOT_ENOUGH_REPLICAS		MAKE_SQLSTATE('C','L','0','0','3')
+/* Kafka's STALE_CONTROLLER_EPOCH: an action of a controller since replaced */
+#define ERRCODE_COMMITLOG_STALE_EPOCH				MAKE_SQLSTATE('C','L','0','0','4')
 
 #endif							/* COMMITLOG_ERRORS_H */

@@ -11,6 +11,7 @@
  */
 #include "postgres.h"
 
+#include "bgworker/bgworker.h"
 #include "commitlog.h"
 #include "fmgr.h"
 #include "guard/guard.h"
@@ -24,6 +25,7 @@ PG_MODULE_MAGIC;
 int			commitlog_broker_id = 0;
 int			commitlog_max_partitions = 10000;
 bool		commitlog_restore_mode = false;
+bool		commitlog_internal_maintenance = false;
 
 void		_PG_init(void);
 
@@ -52,7 +54,15 @@ define_gucs(void)
 							 false,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("commitlog.internal_maintenance",
+							 "Set by the background worker's own connection to detach segments.",
+							 NULL,
+							 &commitlog_internal_maintenance,
+							 false,
+							 PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
 	TopicConfigDefineGucs();
+	BgworkerDefineGucs();
 	MarkGUCPrefixReserved("commitlog");
 }
 
@@ -69,4 +79,5 @@ _PG_init(void)
 	OffsetsInit();
 	TopicCacheInit();
 	GuardInit();
+	BgworkerInit();
 }

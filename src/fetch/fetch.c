@@ -65,7 +65,8 @@ int_arg(FunctionCallInfo fcinfo, int argno, const char *name, int32 min)
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be null", name)));
+				 errmsg("%s must not be null", name),
+				 errhint("Pass a value for %s, or leave it out to use its default where it has one.", name)));
 	if (PG_GETARG_INT32(argno) < min)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

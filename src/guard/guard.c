@@ -7,7 +7,12 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "miscadmin.h"
 #include "commitlog.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -16,6 +21,7 @@
 #include "tcop/utility.h"
 #include "topics/topics.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
 static ExecutorCheckPerms_hook_type prev_check_perms_hook = NULL;
@@ -27,7 +33,7 @@ static int	internal_depth = 0;
 static bool
 guard_bypassed(void)
 {
-	return internal_depth > 0 || commitlog_restore_mode;
+	return internal_depth > 0 || commitlog_restore_mode || commitlog_internal_maintenance;
 }
 
 static bool
@@ -87,6 +93,53 @@ guard_check_rangevar(RangeVar *rv, const char *what)
 		guard_refuse(relid, what);
 }
 
+/*
+ * DROP OWNED BY would drop a topic's table behind drop_topic's back and
+ * leave its metadata behind: refuse it for roles that own topic tables.
+ */
+static void
+guard_check_drop_owned(DropOwnedStmt *stmt)
+{
+	Oid			nsp = TopicSchemaOid(true);
+	ListCell   *lc;
+	Relation	rel;
+
+	if (!OidIsValid(nsp))
+		return;
+	rel = table_open(RelationRelationId, AccessShareLock);
+	foreach(lc, stmt->roles)
+	{
+		Oid			roleid = get_rolespec_oid(lfirst(lc), true);
+		TableScanDesc scan;
+		HeapTuple	tuple;
+
+		if (!OidIsValid(roleid))
+			continue;
+		scan = table_beginscan_catalog(rel, 0, NULL);
+		while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		{
+			Form_pg_class cls = (Form_pg_class) GETSTRUCT(tuple);
+
+			if (cls->relnamespace == nsp && cls->relowner == roleid)
+			{
+				char	   *relname = pstrdup(NameStr(cls->relname));
+
+				table_endscan(scan);
+				table_close(rel, AccessShareLock);
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("cannot drop objects owned by %s: it owns topic table \"%s\"",
+								GetUserNameFromId(roleid, false), relname),
+						 errdetail("DROP OWNED would drop the topic's table and leave its metadata behind."),
+						 errhint("Drop the role's topics with commitlog.drop_topic(), or hand them over with ALTER TABLE commitlog_topics.%s OWNER TO another role, first.",
+								 quote_identifier(relname))));
+			}
+		}
+		table_endscan(scan);
+	}
+	table_close(rel, AccessShareLock);
+}
+
 /* ALTER TABLE ... OWNER TO only: harmless, and how a DBA hands a topic over */
 static bool
 alter_is_owner_change(AlterTableStmt *stmt)
@@ -112,6 +165,9 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 
 		switch (nodeTag(stmt))
 		{
+			case T_DropOwnedStmt:
+				guard_check_drop_owned((DropOwnedStmt *) stmt);
+				break;
 			case T_TruncateStmt:
 				foreach(lc, ((TruncateStmt *) stmt)->relations)
 					guard_check_rangevar(lfirst_node(RangeVar, lc), "truncate");

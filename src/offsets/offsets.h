@@ -19,6 +19,9 @@
 
 #include "postgres.h"
 
+#include "storage/condition_variable.h"
+#include "utils/timestamp.h"
+
 /* offsets reserved from the partition's sequence at a time */
 #define OFFSETS_BLOCK_SIZE			1024
 
@@ -43,6 +46,7 @@ typedef struct OffsetsEnd
 {
 	int64		stable;			/* last stable offset: reads stop below it */
 	int64		log_end;		/* next offset to be handed out */
+	int64		reserved_end;	/* end of the block reserved so far */
 	bool		awaiting_flush; /* held back by an unflushed async commit */
 } OffsetsEnd;
 
@@ -56,6 +60,9 @@ extern void OffsetsForgetPartition(const OffsetsPartitionKey *key);
 extern void OffsetsWaitForChange(const OffsetsPartitionKey *key, int64 seen_stable,
 								 long timeout_ms);
 extern uint64 OffsetsTopicGeneration(Oid dbid, int32 topic_id);
+extern ConditionVariable *OffsetsSegmentsCV(void);
+extern void OffsetsSkipTo(const OffsetsPartitionKey *key, int64 base);
+extern int	OffsetsStuckProducers(Oid dbid, TimestampTz older_than, int *pids, int max_pids);
 extern void OffsetsWakeTopic(Oid dbid, int32 topic_id);
 extern void OffsetsWaitForTopic(Oid dbid, int32 topic_id, uint64 seen_generation,
 								long timeout_ms);

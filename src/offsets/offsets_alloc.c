@@ -267,6 +267,7 @@ OffsetsAllocate(const OffsetsPartitionKey *key, int count, int64 *offsets)
 			InflightEntry *e = &set->entries[i];
 
 			e->lowest = slot->next_offset;
+			e->since = GetCurrentTimestamp();
 			pg_atomic_write_u64(&e->commit_lsn, InvalidXLogRecPtr);
 			e->key.dbid = key->dbid;
 			e->key.seqrelid = key->seqrelid;
@@ -361,4 +362,30 @@ OffsetsInit(void)
 {
 	OffsetsShmemRequest();
 	RegisterXactCallback(offsets_xact_callback, NULL);
+}
+
+/*
+ * Move a partition's log end up to base (a segment roll by time): offsets
+ * in between become a gap.  The sequence is advanced first, by taking
+ * blocks until the next one starts at or above base (taking blocks, never
+ * setval, so it cannot move back under a concurrent producer), and that is
+ * flushed; only then may readers see the new log end, so that after a
+ * crash no offset below it is handed out again.
+ */
+void
+OffsetsSkipTo(const OffsetsPartitionKey *key, int64 base)
+{
+	PartitionSlot *slot = OffsetsGetSlot(key);
+
+	while (nextval_internal(key->seqrelid, false) + OFFSETS_BLOCK_SIZE < base)
+		CHECK_FOR_INTERRUPTS();
+	sequence_flush(key->seqrelid);
+
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	if (slot->next_offset < base)
+	{
+		slot->next_offset = base;
+		slot->reserved_end = Max(slot->reserved_end, base);
+	}
+	LWLockRelease(&slot->lock);
 }

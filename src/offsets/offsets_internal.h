@@ -9,6 +9,7 @@
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
+#include "utils/timestamp.h"
 
 /* marks an in-flight entry as free: no real partition number is negative */
 #define INFLIGHT_FREE	(-1)
@@ -39,6 +40,7 @@ typedef struct InflightEntry
 {
 	OffsetsPartitionKey key;	/* key.partition == INFLIGHT_FREE: unused */
 	int64		lowest;
+	TimestampTz since;			/* when the transaction took its first offset here */
 	pg_atomic_uint64 commit_lsn;
 } InflightEntry;
 
@@ -67,6 +69,7 @@ typedef struct OffsetsShared
 	LWLock	   *map_lock;		/* protects the hash table's membership */
 	int			slot_tranche;	/* tranche of the per-partition locks */
 	TopicWakeup topic_wakeups[OFFSETS_TOPIC_WAKEUPS];
+	ConditionVariable segments_cv;	/* broadcast when the worker adds segments */
 	int			nsets;
 	InflightSet sets[FLEXIBLE_ARRAY_MEMBER];
 } OffsetsShared;

@@ -93,6 +93,7 @@ OffsetsShmemStartup(void)
 		offsets_shared->map_lock = &(GetNamedLWLockTranche("pg_commitlog"))->lock;
 		offsets_shared->slot_tranche = LWLockNewTrancheId();
 		offsets_shared->nsets = offsets_nsets();
+		ConditionVariableInit(&offsets_shared->segments_cv);
 		for (int i = 0; i < OFFSETS_TOPIC_WAKEUPS; i++)
 		{
 			pg_atomic_init_u64(&offsets_shared->topic_wakeups[i].generation, 0);
@@ -237,6 +238,7 @@ OffsetsGetEnd(const OffsetsPartitionKey *key)
 
 	LWLockAcquire(&slot->lock, LW_SHARED);
 	end.log_end = slot->next_offset;
+	end.reserved_end = slot->reserved_end;
 	end.stable = end.log_end;
 	end.awaiting_flush = false;
 	flushed = GetFlushRecPtr(NULL);
@@ -362,4 +364,52 @@ OffsetsWaitForTopic(Oid dbid, int32 topic_id, uint64 seen_generation, long timeo
 	if (pg_atomic_read_u64(&wakeup->generation) == seen_generation)
 		(void) ConditionVariableTimedSleep(&wakeup->cv, timeout_ms, PG_WAIT_EXTENSION);
 	ConditionVariableCancelSleep();
+}
+
+/*
+ * Backends of database dbid whose open producing transaction has held a
+ * stable offset back since before older_than (commitlog.transaction_timeout,
+ * Kafka's transaction.timeout.ms).  Fills pids[] and returns how many.
+ * Racy by nature: the caller re-checks nothing and the worst case is ending
+ * a transaction that was just about to commit on its own.
+ */
+int
+OffsetsStuckProducers(Oid dbid, TimestampTz older_than, int *pids, int max_pids)
+{
+	int			n = 0;
+
+	for (int i = 0; i < offsets_shared->nsets && n < max_pids; i++)
+	{
+		InflightSet *set = &offsets_shared->sets[i];
+		uint32		used = pg_atomic_read_u32(&set->used);
+
+		pg_read_barrier();
+		for (uint32 j = 0; j < used; j++)
+		{
+			InflightEntry *e = &set->entries[j];
+
+			if (e->key.partition != INFLIGHT_FREE && e->key.dbid == dbid &&
+				pg_atomic_read_u64(&e->commit_lsn) == InvalidXLogRecPtr &&
+				e->since < older_than)
+			{
+				PGPROC	   *proc = &ProcGlobal->allProcs[i];
+
+				if (proc->pid != 0)
+					pids[n++] = proc->pid;
+				break;
+			}
+		}
+	}
+	return n;
+}
+
+/*
+ * Producers that run past the last segment sleep here until the background
+ * worker has attached more; it broadcasts after each change.  (It lives in
+ * this subsystem's shared memory only to avoid a second allocation.)
+ */
+ConditionVariable *
+OffsetsSegmentsCV(void)
+{
+	return &offsets_shared->segments_cv;
 }

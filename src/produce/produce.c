@@ -21,6 +21,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "bgworker/bgworker.h"
 #include "catalog/pg_type.h"
 #include "commitlog.h"
 #include "executor/executor.h"
@@ -37,6 +38,8 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
+#include "storage/condition_variable.h"
+#include "pgstat.h"
 
 PG_FUNCTION_INFO_V1(produce);
 PG_FUNCTION_INFO_V1(produce_batch);
@@ -50,6 +53,9 @@ PG_FUNCTION_INFO_V1(produce_messages);
 #define COL_VALUE		4
 #define COL_HEADERS		5
 #define NUM_COLS		6
+
+/* how long a producer waits for the worker to attach a segment */
+#define PRODUCE_SEGMENT_WAIT_MS	30000
 
 typedef struct ProduceRecord
 {
@@ -126,6 +132,12 @@ produce_resolve(Topic *topic, ProduceRecord *recs, int n)
 			r->partition = sticky;
 		}
 
+		if (topic->compacted && r->key == (Datum) 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("records of compacted topic \"%s\" need a key", topic->name),
+					 errdetail("Compaction keeps the newest record per key (cleanup.policy includes compact)."),
+					 errhint("Pass key => ..., as Kafka requires for compacted topics.")));
 		if (append_time || r->ts == DT_NOBEGIN)
 			r->ts = now;
 
@@ -198,6 +210,49 @@ produce_write_segment(Oid segment_relid, ProduceRecord *recs, const int *idx, in
 }
 
 /*
+ * The segment that holds offset.  Past the last one, wake the background
+ * worker and wait for it to attach more: a producer never creates a segment
+ * in its own transaction (it would hold the partition's locks until it
+ * commits, and the segment would vanish on rollback).
+ */
+static Oid
+produce_segment(Topic *topic, int32 partition, int64 offset, int64 *end)
+{
+	Oid			segment = TopicSegmentFor(topic, partition, offset, end);
+	TimestampTz give_up;
+	ConditionVariable *cv;
+
+	if (OidIsValid(segment))
+		return segment;
+
+	give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PRODUCE_SEGMENT_WAIT_MS);
+	cv = OffsetsSegmentsCV();
+	ConditionVariablePrepareToSleep(cv);
+	for (;;)
+	{
+		BgworkerWake(MyDatabaseId);
+		segment = TopicSegmentFor(topic, partition, offset, end);
+		if (OidIsValid(segment))
+			break;
+		if (GetCurrentTimestamp() >= give_up)
+		{
+			ConditionVariableCancelSleep();
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("no segment of partition %d of topic \"%s\" holds offset " INT64_FORMAT " yet",
+							partition, topic->name, offset),
+					 errdetail("The pg_commitlog background worker creates segments ahead of producers, and it did not within %d seconds.",
+							   PRODUCE_SEGMENT_WAIT_MS / 1000),
+					 errhint("Check that the worker runs (pg_stat_activity, backend_type \"pg_commitlog worker\") and look for its errors in the server log.")));
+		}
+		/* a timeout as well: the worker may start only now */
+		(void) ConditionVariableTimedSleep(cv, 100, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	return segment;
+}
+
+/*
  * Append recs[0..n): resolve, take offsets per partition, write.  Fills in
  * each record's partition and offset.
  */
@@ -231,7 +286,17 @@ produce_records(Topic *topic, ProduceRecord *recs, int n)
 		OffsetsAllocate(&key, m, offsets);
 		for (int i = 0; i < m; i++)
 			recs[idx[i]].offset = offsets[i];
-		produce_write_segment(topic->leaf_relids[p], recs, idx, m);
+
+		/* offsets increase along idx: write each segment's run at once */
+		for (int start = 0, stop; start < m; start = stop)
+		{
+			int64		end;
+			Oid			segment = produce_segment(topic, p, offsets[start], &end);
+
+			for (stop = start; stop < m && offsets[stop] < end; stop++)
+				;
+			produce_write_segment(segment, recs, idx + start, stop - start);
+		}
 	}
 	pfree(counts);
 	pfree(idx);

@@ -36,13 +36,12 @@ topic_release(Topic *topic)
 {
 	if (topic->seq_relids)
 		pfree(topic->seq_relids);
-	if (topic->leaf_relids)
-		pfree(topic->leaf_relids);
+	TopicForgetSegments(topic);
 	if (topic->fetch_plan)
 		SPI_freeplan(topic->fetch_plan);
 	if (topic->start_plan)
 		SPI_freeplan(topic->start_plan);
-	topic->seq_relids = topic->leaf_relids = NULL;
+	topic->seq_relids = NULL;
 	topic->fetch_plan = topic->start_plan = NULL;
 }
 
@@ -114,7 +113,8 @@ topic_load(Topic *topic, const char *name)
 	SPI_connect();
 	if (CatalogRead("SELECT id, partitions, "
 					"config->>'max.message.bytes', "
-					"config->>'message.timestamp.type' "
+					"config->>'message.timestamp.type', "
+					"config->>'cleanup.policy' "
 					"FROM commitlog.topics WHERE name = $1",
 					1, argtypes, args, 1) == 0)
 	{
@@ -128,37 +128,21 @@ topic_load(Topic *topic, const char *name)
 	topic->max_message_bytes = value ? TopicConfigParseLong("max.message.bytes", value) : -1;
 	topic->timestamp_type =
 		TopicConfigParseTimestampType(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4));
+	value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
+	topic->compacted = value ? strstr(value, "compact") != NULL : TopicConfigDefaultCompacted();
 	topic->relid = get_relname_relid(name, nsp);
 	if (!OidIsValid(topic->relid))
 		elog(ERROR, "table of topic \"%s\" is missing", name);
 
 	topic->seq_relids = MemoryContextAllocZero(TopMemoryContext, sizeof(Oid) * topic->partitions);
-	topic->leaf_relids = MemoryContextAllocZero(TopMemoryContext, sizeof(Oid) * topic->partitions);
-
-	/* the active segment of each partition is its newest */
-	argtypes[0] = INT4OID;
-	args[0] = Int32GetDatum(topic->id);
-	CatalogRead("SELECT DISTINCT ON (partition) partition, relname "
-				"FROM commitlog.segments WHERE topic_id = $1 "
-				"ORDER BY partition, base_offset DESC",
-				1, argtypes, args, 0);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		int32		p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		char	   *relname = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-
-		if (p >= 0 && p < topic->partitions)
-			topic->leaf_relids[p] = get_relname_relid(relname, nsp);
-	}
+	topic->segments = MemoryContextAllocZero(TopMemoryContext,
+											 sizeof(PartitionSegments) * topic->partitions);
 	SPI_finish();
 
 	for (int p = 0; p < topic->partitions; p++)
 	{
-		char		seqname[NAMEDATALEN];
-
-		snprintf(seqname, sizeof(seqname), "t%d_p%d_seq", topic->id, p);
-		topic->seq_relids[p] = get_relname_relid(seqname, nsp);
-		if (!OidIsValid(topic->seq_relids[p]) || !OidIsValid(topic->leaf_relids[p]))
+		topic->seq_relids[p] = get_relname_relid(TopicSequenceRelname(topic->id, p), nsp);
+		if (!OidIsValid(topic->seq_relids[p]))
 			elog(ERROR, "storage of partition %d of topic \"%s\" is incomplete", p, name);
 	}
 	return true;

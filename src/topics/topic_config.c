@@ -339,7 +339,8 @@ TopicConfigEffective(Jsonb *config)
 {
 	const char *vals[NUM_CONFIG_KEYS] = {0};
 
-	config_collect(config, vals, false);
+	/* validated: the argument of effective_config() may come from anyone */
+	config_collect(config, vals, true);
 	for (int i = 0; i < NUM_CONFIG_KEYS; i++)
 	{
 		const char *why;
@@ -378,4 +379,23 @@ bool
 TopicConfigDefaultLogAppendTime(void)
 {
 	return strcmp(config_key_find("message.timestamp.type")->value, "LogAppendTime") == 0;
+}
+
+/* The effective value of an integer key: the topic's, else the default. */
+int64
+TopicConfigEffectiveLong(Jsonb *config, const char *key)
+{
+	const char *vals[NUM_CONFIG_KEYS] = {0};
+	ConfigKey  *k = config_key_find(key);
+	int			i = k - config_keys;
+
+	Assert(k != NULL && k->kind == CFG_LONG);
+	config_collect(config, vals, false);
+	return TopicConfigParseLong(key, vals[i] ? vals[i] : k->value);
+}
+
+bool
+TopicConfigDefaultCompacted(void)
+{
+	return strstr(config_key_find("cleanup.policy")->value, "compact") != NULL;
 }

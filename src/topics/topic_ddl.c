@@ -58,7 +58,13 @@ TopicValidateName(const char *name)
 {
 	size_t		len = strlen(name);
 
-	if (len == 0 || len > COMMITLOG_MAX_TOPIC_NAME)
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid topic name \"\""),
+				 errdetail("A topic name has 1 to %d characters.", COMMITLOG_MAX_TOPIC_NAME),
+				 errhint("Name the topic, e.g. 'orders'.")));
+	if (len > COMMITLOG_MAX_TOPIC_NAME)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid topic name \"%s\"", name),
@@ -157,36 +163,66 @@ ddl_check_partition_count(int32 partitions)
  * first segment, attached to the topic's table, and the offset sequence.
  * The first segment is open-ended until segment rolling divides the range.
  */
-static void
-ddl_create_partition(const char *name, int32 topic_id, int32 p)
+/*
+ * Create segment [base, end) of a partition: CREATE TABLE + ATTACH
+ * PARTITION, as the extension's owner (like all storage below the topic's
+ * own table, so that a topic handed over to a new owner keeps working), which takes only SHARE UPDATE EXCLUSIVE on the partition's
+ * table (CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE and stop
+ * its readers).  Must run inside SPI.  Used by create_topic for the first
+ * segment and by the background worker for the rest.
+ */
+void
+TopicCreateSegment(const char *topic_name, int32 topic_id, int32 partition, int64 base, int64 end)
 {
-	const char *topic = quote_identifier(name);
-	Oid			argtypes[3] = {INT4OID, INT4OID, TEXTOID};
-	Datum		args[3];
-	char		segment[NAMEDATALEN];
+	Oid			argtypes[5] = {INT4OID, INT4OID, INT8OID, INT8OID, TEXTOID};
+	Datum		args[5];
+	char	   *segment = TopicSegmentRelname(topic_id, partition, base);
 
-	snprintf(segment, sizeof(segment), "t%d_p%d_s0", topic_id, p);
-	GuardExecInternal(psprintf("CREATE TABLE commitlog_topics.t%d_p%d (LIKE commitlog_topics.%s) "
-							   "PARTITION BY RANGE (log_offset)", topic_id, p, topic));
-	GuardExecInternal(psprintf("CREATE TABLE commitlog_topics.%s (LIKE commitlog_topics.%s)",
-							   segment, topic));
-	GuardExecInternal(psprintf("ALTER TABLE commitlog_topics.t%d_p%d ATTACH PARTITION "
-							   "commitlog_topics.%s FOR VALUES FROM (0) TO (MAXVALUE)",
-							   topic_id, p, segment));
-	GuardExecInternal(psprintf("ALTER TABLE commitlog_topics.%s ATTACH PARTITION "
-							   "commitlog_topics.t%d_p%d FOR VALUES IN (%d)",
-							   topic, topic_id, p, p));
-	CatalogDDL(psprintf("CREATE SEQUENCE commitlog_topics.t%d_p%d_seq "
+	CatalogDDL(psprintf("CREATE TABLE commitlog_topics.%s (LIKE commitlog_topics.%s)",
+						quote_identifier(segment), quote_identifier(topic_name)));
+	CatalogDDL(psprintf("ALTER TABLE commitlog_topics.%s ATTACH PARTITION commitlog_topics.%s "
+						"FOR VALUES FROM (" INT64_FORMAT ") TO (" INT64_FORMAT ")",
+						quote_identifier(TopicPartitionRelname(topic_id, partition)),
+						quote_identifier(segment), base, end));
+	args[0] = Int32GetDatum(topic_id);
+	args[1] = Int32GetDatum(partition);
+	args[2] = Int64GetDatum(base);
+	args[3] = Int64GetDatum(end);
+	args[4] = CStringGetTextDatum(segment);
+	(void) CatalogExec("INSERT INTO commitlog.segments (topic_id, partition, base_offset, end_offset, relname) "
+					   "VALUES ($1, $2, $3, $4, $5)", 5, argtypes, args, NULL);
+}
+
+/*
+ * Storage of one partition: a table range-partitioned by offset, attached
+ * to the topic's table, its first segment and a spare, and the offset
+ * sequence.
+ */
+static void
+ddl_create_partition(const char *name, int32 topic_id, int32 p, Jsonb *config)
+{
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		args[2];
+	const char *partition_table = quote_identifier(TopicPartitionRelname(topic_id, p));
+	int64		span = TopicSegmentSpan(TopicConfigEffectiveLong(config, "segment.bytes"),
+										TOPIC_DEFAULT_RECORD_BYTES);
+
+	CatalogDDL(psprintf("CREATE TABLE commitlog_topics.%s (LIKE commitlog_topics.%s) "
+						"PARTITION BY RANGE (log_offset)", partition_table, quote_identifier(name)));
+	CatalogDDL(psprintf("ALTER TABLE commitlog_topics.%s ATTACH PARTITION "
+						"commitlog_topics.%s FOR VALUES IN (%d)",
+						quote_identifier(name), partition_table, p));
+	/* the first segment and its spare; the worker keeps one spare ahead */
+	TopicCreateSegment(name, topic_id, p, 0, span);
+	TopicCreateSegment(name, topic_id, p, span, 2 * span);
+	CatalogDDL(psprintf("CREATE SEQUENCE commitlog_topics.%s "
 						"INCREMENT BY %d MINVALUE 0 START WITH 0 NO CYCLE",
-						topic_id, p, OFFSETS_BLOCK_SIZE));
+						quote_identifier(TopicSequenceRelname(topic_id, p)), OFFSETS_BLOCK_SIZE));
 
 	args[0] = Int32GetDatum(topic_id);
 	args[1] = Int32GetDatum(p);
 	(void) CatalogExec("INSERT INTO commitlog.partitions (topic_id, partition) VALUES ($1, $2)",
-			  2, argtypes, args, NULL);
-	args[2] = CStringGetTextDatum(segment);
-	(void) CatalogExec("INSERT INTO commitlog.segments (topic_id, partition, base_offset, relname) "
-			  "VALUES ($1, $2, 0, $3)", 3, argtypes, args, NULL);
+					   2, argtypes, args, NULL);
 }
 
 /* create_topic(topic text, partitions int, replication_factor int, config jsonb) */
@@ -264,10 +300,11 @@ create_topic(PG_FUNCTION_ARGS)
 							   "partition int4 NOT NULL, log_offset int8 NOT NULL, "
 							   "\"timestamp\" timestamptz NOT NULL, key bytea, value bytea, "
 							   "headers commitlog.header[], "
-							   "PRIMARY KEY (partition, log_offset)) PARTITION BY LIST (partition)",
-							   quote_identifier(name)));
+							   "CONSTRAINT %s PRIMARY KEY (partition, log_offset)) "
+							   "PARTITION BY LIST (partition)",
+							   quote_identifier(name), quote_identifier(psprintf("t%d$pkey", topic_id))));
 	for (int32 p = 0; p < partitions; p++)
-		ddl_create_partition(name, topic_id, p);
+		ddl_create_partition(name, topic_id, p, config);
 
 	CatalogEnd(nestlevel);
 	PG_RETURN_VOID();
@@ -287,15 +324,14 @@ drop_topic(PG_FUNCTION_ARGS)
 	GuardExecInternal(psprintf("DROP TABLE commitlog_topics.%s", quote_identifier(name)));
 	for (int32 p = 0; p < row.partitions; p++)
 	{
-		char		seqname[NAMEDATALEN];
+		char	   *seqname = TopicSequenceRelname(row.id, p);
 		OffsetsPartitionKey key;
 
-		snprintf(seqname, sizeof(seqname), "t%d_p%d_seq", row.id, p);
 		key.dbid = MyDatabaseId;
 		key.seqrelid = get_relname_relid(seqname, TopicSchemaOid(false));
 		key.topic_id = row.id;
 		key.partition = p;
-		CatalogDDL(psprintf("DROP SEQUENCE commitlog_topics.%s", seqname));
+		CatalogDDL(psprintf("DROP SEQUENCE commitlog_topics.%s", quote_identifier(seqname)));
 		OffsetsForgetPartition(&key);
 	}
 
@@ -338,7 +374,7 @@ add_partitions(PG_FUNCTION_ARGS)
 				 errhint("Pass a number larger than %d.", row.partitions)));
 
 	for (int32 p = row.partitions; p < partitions; p++)
-		ddl_create_partition(name, row.id, p);
+		ddl_create_partition(name, row.id, p, row.config);
 	args[0] = Int32GetDatum(row.id);
 	args[1] = Int32GetDatum(partitions);
 	(void) CatalogExec("UPDATE commitlog.topics SET partitions = $2 WHERE id = $1", 2, argtypes, args, NULL);

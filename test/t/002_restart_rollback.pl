@@ -16,7 +16,7 @@
 # Run twice: across a clean restart, and across an immediate (crash) stop.
 #
 # Last, the state a restart rebuilds offsets from (the partition's offset
-# sequence, commitlog_topics.t<id>_p<n>_seq) must not be rewindable by SQL:
+# sequence, commitlog_topics."t<id>$p<n>$seq") must not be rewindable by SQL:
 # the topic's owner, an ordinary user, tries setval() and ALTER SEQUENCE
 # RESTART, then the server restarts.  Both must be refused (the sequence
 # belongs to the extension's owner, and the guard refuses ALTER SEQUENCE);
@@ -160,7 +160,7 @@ $node->safe_psql(
 	ROLLBACK;});
 my $seq = $node->safe_psql(
 	'postgres', q{
-	SELECT format('commitlog_topics.t%s_p0_seq', id) FROM commitlog.topics WHERE name = 'owned'});
+	SELECT format('commitlog_topics.%I', 't' || id || '$p0$seq') FROM commitlog.topics WHERE name = 'owned'});
 my $owned_before = $node->safe_psql('postgres',
 	q{SELECT commitlog.latest_offset('owned', 0)});
 is($owned_before, '5', 'owned: latest_offset is 5 (3 records, 2 rolled back)');

@@ -41,7 +41,7 @@ $node->safe_psql(
 	CREATE EXTENSION pg_commitlog;
 	SELECT commitlog.create_topic('orders.v1', 3, config => '{"retention.ms": 86400000}');
 	SELECT commitlog.create_topic('Events-2', 2);
-	SELECT commitlog.alter_topic('Events-2', '{"max.message.bytes": 4096, "cleanup.policy": "compact"}');
+	SELECT commitlog.alter_topic('Events-2', '{"max.message.bytes": 4096, "retention.bytes": 1048576}');
 	SELECT commitlog.create_topic('empty');
 	SELECT commitlog.create_topic('grown', 1);
 	SELECT commitlog.produce('grown', 'before growing'::text, partition => 0);

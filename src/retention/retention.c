@@ -170,7 +170,7 @@ retention_apply(const RetentionPartition *rp)
 		cutoff = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -Min(rp->retention_ms, INT64CONST(1) << 40));
 
 	/* segments still readable, oldest first; live sizes for unsealed ones */
-	CatalogExec("SELECT s.end_offset, s.sealed AND s.end_offset <= p.log_start_offset + 0 OR s.sealed, "
+	CatalogExec("SELECT s.end_offset, s.sealed, "
 				"s.max_timestamp, s.created_at, "
 				"CASE WHEN s.sealed THEN s.size_bytes ELSE pg_catalog.pg_total_relation_size("
 				"  pg_catalog.format('commitlog_topics.%I', s.relname)::pg_catalog.regclass) END "
@@ -180,7 +180,11 @@ retention_apply(const RetentionPartition *rp)
 				"ORDER BY s.base_offset", 2, types, args, NULL);
 	n = SPI_processed;
 	for (uint64 i = 0; i < n; i++)
-		total += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 5, &(bool) {false}));
+	{
+		bool		isnull;
+
+		total += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 5, &isnull));
+	}
 
 	for (uint64 i = 0; i < n; i++)
 	{

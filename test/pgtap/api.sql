@@ -8,10 +8,6 @@
 -- Run by test/run.sh in a fresh database where pgtap and pg_commitlog are
 -- created:  pg_prove -d <db> test/pgtap/api.sql
 -- Everything happens in one transaction that is rolled back.
---
--- Items of DESIGN 5 that are not built yet (retention, controller) are
--- TODO tests: they do not fail the run, and pg_prove reports them as
--- "unexpectedly succeeded" once they exist.
 
 \set ON_ERROR_STOP 1
 \set QUIET 1
@@ -190,13 +186,11 @@ SELECT results_eq(
 	ARRAY['group_id', 'topic', 'partition', 'committed_offset', 'latest_offset', 'lag', 'metadata', 'committed_at'],
 	'group_offsets columns are in contract order');
 
--- not built yet (DESIGN 5, Controller and brokers)
-SELECT todo_start('controller election is not implemented yet');
+-- Controller and brokers (DESIGN 5)
 SELECT has_view('commitlog', 'controller', 'view commitlog.controller exists');
 SELECT columns_are('commitlog', 'controller', ARRAY['broker_id', 'epoch', 'elected_at', 'pid'],
                    'controller has the contract columns');
 SELECT has_view('commitlog', 'brokers', 'view commitlog.brokers exists');
-SELECT todo_end();
 
 -- the metadata table of DESIGN 3
 SELECT has_table('commitlog', 'topics', 'table commitlog.topics exists');

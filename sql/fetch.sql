@@ -280,6 +280,8 @@ SELECT * FROM fetch_view WHERE partition = 1 ORDER BY log_offset;
 CREATE VIEW fetch_view2 AS
 SELECT log_offset, convert_from(value, 'UTF8') AS v FROM commitlog.fetch('fetch_t', 0, 0);
 SELECT * FROM fetch_view2;
+-- a topic with a view over its table cannot be dropped until the view goes
+SELECT commitlog.drop_topic('fetch_t');
 DROP VIEW fetch_view, fetch_view2;
 
 ------------------------------------------------------------------------------

@@ -310,6 +310,40 @@ create_topic(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * DROP TABLE of the topic's table.  PostgreSQL's error for dependent
+ * objects (a view over the topic) suggests DROP ... CASCADE, which
+ * drop_topic does not offer: say what to do instead.  The error is only
+ * re-thrown, so no subtransaction is needed.
+ */
+static void
+ddl_drop_topic_table(const char *name)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		GuardExecInternal(psprintf("DROP TABLE commitlog_topics.%s", quote_identifier(name)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop topic \"%s\" because other objects depend on its table", name),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+				 errhint("Drop the objects that use commitlog_topics.%s (such as views over the topic) first.",
+						 quote_identifier(name))));
+	}
+	PG_END_TRY();
+}
+
 /* drop_topic(topic text) */
 Datum
 drop_topic(PG_FUNCTION_ARGS)
@@ -321,7 +355,7 @@ drop_topic(PG_FUNCTION_ARGS)
 	Datum		args[1];
 
 	/* waits for open producers and readers of the topic */
-	GuardExecInternal(psprintf("DROP TABLE commitlog_topics.%s", quote_identifier(name)));
+	ddl_drop_topic_table(name);
 	for (int32 p = 0; p < row.partitions; p++)
 	{
 		char	   *seqname = TopicSequenceRelname(row.id, p);

@@ -557,7 +557,7 @@ RetentionMaintain(bool retention_due)
 		if (OidIsValid(get_relname_relid(rp->topic_name, TopicSchemaOid(false))))
 		{
 			LockRelationOid(get_relname_relid(rp->topic_name, TopicSchemaOid(false)), AccessShareLock);
-			attached |= RetentionSegmentUpkeep(rp);
+			attached |= RetentionSegmentUpkeep(rp, retention_due);
 			if (retention_due)
 				(void) retention_enforce(list_make1(rp), false);
 		}

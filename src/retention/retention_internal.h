@@ -25,7 +25,7 @@ typedef struct RetentionPartition
 } RetentionPartition;
 
 /* segments.c */
-extern bool RetentionSegmentUpkeep(const RetentionPartition *rp);
+extern bool RetentionSegmentUpkeep(const RetentionPartition *rp, bool full);
 extern void RetentionRecountSegment(const RetentionPartition *rp, int64 base,
 									const char *relname, bool seal);
 

@@ -37,6 +37,7 @@
 #include "storage/condition_variable.h"
 #include "topics/topics.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -104,11 +105,59 @@ segments_bytes_per_record(const RetentionPartition *rp)
 }
 
 /*
+ * The ends of each partition as the last upkeep saw them, so that a cycle
+ * skips partitions where nothing happened: with many partitions, upkeep
+ * would otherwise run a few queries per partition every second.
+ */
+typedef struct UpkeepSeen
+{
+	OffsetsPartitionKey key;	/* hash key */
+	int64		log_end;
+	int64		stable;
+	int64		reserved_end;
+} UpkeepSeen;
+
+static HTAB *upkeep_seen = NULL;
+
+/*
+ * Has the partition moved since the last upkeep that completed?  If
+ * remember, record these ends as done (call it once the upkeep succeeded,
+ * so that a failed one is retried next cycle).
+ */
+static bool
+upkeep_moved(const OffsetsPartitionKey *key, OffsetsEnd end, bool remember)
+{
+	UpkeepSeen *seen;
+	bool		found;
+	bool		moved;
+
+	if (upkeep_seen == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(OffsetsPartitionKey);
+		ctl.entrysize = sizeof(UpkeepSeen);
+		upkeep_seen = hash_create("pg_commitlog upkeep", 256, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	seen = hash_search(upkeep_seen, key, remember ? HASH_ENTER : HASH_FIND, &found);
+	moved = !found || seen->log_end != end.log_end || seen->stable != end.stable ||
+		seen->reserved_end != end.reserved_end;
+	if (!remember)
+		return moved;
+	seen->log_end = end.log_end;
+	seen->stable = end.stable;
+	seen->reserved_end = end.reserved_end;
+	return moved;
+}
+
+/*
  * Upkeep of one partition (see the file comment).  Inside SPI, in the
- * worker's transaction.  Returns true if it attached a segment.
+ * worker's transaction.  Partitions where nothing moved since the last
+ * cycle are skipped unless full (the retention interval, when time rolls
+ * are checked too).  Returns true if it attached a segment.
  */
 bool
-RetentionSegmentUpkeep(const RetentionPartition *rp)
+RetentionSegmentUpkeep(const RetentionPartition *rp, bool full)
 {
 	OffsetsEnd	end = OffsetsGetEnd(&rp->key);
 	Oid			types[2] = {INT4OID, INT4OID};
@@ -122,6 +171,8 @@ RetentionSegmentUpkeep(const RetentionPartition *rp)
 	bool		activated_null = true;
 	bool		attached = false;
 
+	if (!upkeep_moved(&rp->key, end, false) && !full)
+		return false;
 	segments_seal(rp, end.stable);
 
 	CatalogExec("SELECT base_offset, end_offset, activated_at FROM commitlog.segments "
@@ -181,5 +232,6 @@ RetentionSegmentUpkeep(const RetentionPartition *rp)
 						rp->partition, rp->topic_name)));
 		OffsetsSkipTo(&rp->key, active_end);
 	}
+	(void) upkeep_moved(&rp->key, end, true);
 	return attached;
 }

@@ -71,3 +71,7 @@ test:
 
 demo:
 	@bash scripts/demo.sh
+
+# The benchmark of DESIGN section 11: BENCH_SCALE=small for a quick smoke run.
+bench:
+	@BENCH_SCALE=$(or $(BENCH_SCALE),full) bash test/bench/run.sh

@@ -86,6 +86,8 @@ start_server() {
 			echo "# added by pg_commitlog scripts"
 			echo "shared_preload_libraries = 'pg_commitlog'"
 			echo "max_prepared_transactions = 10"
+			# a launcher plus one worker per database with the extension
+			echo "max_worker_processes = 32"
 			echo "unix_socket_directories = '$dir'"
 			echo "listen_addresses = ''"
 			echo "port = $port"

@@ -112,9 +112,63 @@ retention_partitions(const char *topic)
 }
 
 /*
+ * Records of a partition in [from, to): sealed segments wholly inside by
+ * the count recorded when they were sealed (O(segments)), the rest, at
+ * most a partly covered segment at each end and unsealed ones, by counting.
+ */
+static int64
+retention_count(const RetentionPartition *rp, int64 from, int64 to)
+{
+	Oid			types[4] = {INT4OID, INT4OID, INT8OID, INT8OID};
+	Datum		args[4] = {Int32GetDatum(rp->topic_id), Int32GetDatum(rp->partition),
+	Int64GetDatum(from), Int64GetDatum(to)};
+	uint64		n;
+	int64		total = 0;
+	int64	   *lo;
+	int64	   *hi;
+	int64	   *counts;
+
+	CatalogExec("SELECT GREATEST(base_offset, $3), LEAST(end_offset, $4), "
+				"CASE WHEN sealed AND base_offset >= $3 AND end_offset <= $4 THEN record_count END "
+				"FROM commitlog.segments WHERE topic_id = $1 AND partition = $2 "
+				"AND end_offset > $3 AND base_offset < $4", 4, types, args, NULL);
+	n = SPI_processed;
+	lo = palloc(sizeof(int64) * Max(n, 1));
+	hi = palloc(sizeof(int64) * Max(n, 1));
+	counts = palloc(sizeof(int64) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		c;
+
+		lo[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		hi[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		c = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+		counts[i] = isnull ? -1 : DatumGetInt64(c);
+	}
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		if (counts[i] >= 0)
+		{
+			total += counts[i];
+			continue;
+		}
+		args[2] = Int64GetDatum(lo[i]);
+		args[3] = Int64GetDatum(hi[i]);
+		CatalogExec(psprintf("SELECT pg_catalog.count(*) FROM commitlog_topics.%s "
+							 "WHERE partition = $2 AND log_offset >= $3 AND log_offset < $4 "
+							 "AND $1 IS NOT NULL",
+							 quote_identifier(rp->topic_name)), 4, types, args, NULL);
+		total += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	return total;
+}
+
+/*
  * Raise a partition's log start offset to new_start (never lower it).
- * Returns the records that were readable below it: whole sealed segments
- * by their recorded counts, a partly covered one by counting.
+ * Returns the records that were readable below it.
  */
 static int64
 retention_raise_start(const RetentionPartition *rp, int64 new_start)
@@ -135,12 +189,7 @@ retention_raise_start(const RetentionPartition *rp, int64 new_start)
 		return 0;
 	old_start = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
-	args[3] = Int64GetDatum(old_start);
-	CatalogExec(psprintf("SELECT pg_catalog.count(*) FROM commitlog_topics.%s "
-						 "WHERE partition = $2 AND log_offset >= $4 AND log_offset < $3 "
-						 "AND $1 IS NOT NULL",
-						 quote_identifier(rp->topic_name)), 4, types, args, NULL);
-	removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	removed = retention_count(rp, old_start, new_start);
 	ereport(LOG,
 			(errmsg("pg_commitlog: log start offset of partition %d of topic \"%s\" raised from "
 					INT64_FORMAT " to " INT64_FORMAT " (" INT64_FORMAT " records)",

@@ -336,6 +336,38 @@ latest_offset(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The first readable offset of a partition whose timestamp is at or after
+ * ts, under snapshot; false if there is none.  Inside SPI.  Shared by
+ * offset_for_time() and reset_offsets() to a timestamp.
+ */
+bool
+FetchOffsetForTime(Topic *topic, int32 partition, FetchRange range, Snapshot snapshot,
+				   TimestampTz ts, int64 *offset)
+{
+	Oid			types[4] = {INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID};
+	Datum		args[4] = {Int32GetDatum(partition), Int64GetDatum(range.earliest),
+	Int64GetDatum(range.stable), TimestampTzGetDatum(ts)};
+	SPIPlanPtr	plan;
+	bool		found = false;
+	bool		isnull;
+
+	plan = SPI_prepare(psprintf("SELECT log_offset FROM commitlog_topics.%s "
+								"WHERE partition = $1 AND log_offset >= $2 AND log_offset < $3 "
+								"AND \"timestamp\" >= $4 ORDER BY log_offset LIMIT 1",
+								quote_identifier(topic->name)), 4, types);
+	if (plan == NULL ||
+		SPI_execute_snapshot(plan, args, NULL, snapshot, InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read topic \"%s\"", topic->name);
+	if (SPI_processed > 0)
+	{
+		*offset = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		found = true;
+	}
+	SPI_freeplan(plan);
+	return found;
+}
+
+/*
  * offset_for_time(topic text, partition int, ts timestamptz) RETURNS bigint:
  * the first readable offset whose timestamp is at or after ts, or NULL.
  */
@@ -346,11 +378,8 @@ offset_for_time(PG_FUNCTION_ARGS)
 	Topic	   *topic;
 	Snapshot	snapshot;
 	FetchRange	range;
-	Datum		args[4];
-	Oid			types[4] = {INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID};
-	bool		isnull = true;
-	Datum		result = (Datum) 0;
-	char	   *sql;
+	int64		result = 0;
+	bool		found;
 
 	topic = fetch_open(fcinfo, &partition);
 	if (PG_ARGISNULL(2))
@@ -362,22 +391,10 @@ offset_for_time(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	range = FetchRangeOf(topic, partition, &snapshot);
-	sql = psprintf("SELECT log_offset FROM commitlog_topics.%s "
-				   "WHERE partition = $1 AND log_offset >= $2 AND log_offset < $3 "
-				   "AND \"timestamp\" >= $4 ORDER BY log_offset LIMIT 1",
-				   quote_identifier(topic->name));
-	args[0] = Int32GetDatum(partition);
-	args[1] = Int64GetDatum(range.earliest);
-	args[2] = Int64GetDatum(range.stable);
-	args[3] = PG_GETARG_DATUM(2);
-	if (SPI_execute_snapshot(SPI_prepare(sql, 4, types), args, NULL, snapshot, InvalidSnapshot,
-							 true, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read topic \"%s\"", topic->name);
-	if (SPI_processed > 0)
-		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	found = FetchOffsetForTime(topic, partition, range, snapshot, PG_GETARG_TIMESTAMPTZ(2), &result);
 	UnregisterSnapshot(snapshot);
 	SPI_finish();
-	if (isnull)
+	if (!found)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(result);
+	PG_RETURN_INT64(result);
 }

@@ -27,11 +27,14 @@ typedef struct FetchRange
 
 #include "fmgr.h"
 #include "utils/snapshot.h"
+#include "utils/timestamp.h"
 
 extern void FetchRequirePrimary(void);
 extern void FetchRequireSelect(const Topic *topic);
 extern FetchRange FetchRangeOf(Topic *topic, int32 partition, Snapshot *snapshot);
 extern void FetchOutOfRange(Topic *topic, int32 partition, int64 offset, FetchRange range);
+extern bool FetchOffsetForTime(Topic *topic, int32 partition, FetchRange range,
+							   Snapshot snapshot, TimestampTz ts, int64 *offset);
 extern uint64 FetchRead(FunctionCallInfo fcinfo, Topic *topic, int32 partition, int64 from,
 						FetchRange range, Snapshot snapshot, int32 max_records,
 						int32 max_bytes, int64 *next);

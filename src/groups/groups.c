@@ -237,21 +237,8 @@ reset_target_offset(Topic *topic, int32 partition, ResetTarget target)
 		result = range.earliest;
 	else if (target.kind == RESET_TIME)
 	{
-		Oid			types[4] = {INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID};
-		Datum		args[4] = {Int32GetDatum(partition), Int64GetDatum(range.earliest),
-		Int64GetDatum(range.stable), TimestampTzGetDatum(target.ts)};
-		char	   *sql = psprintf("SELECT log_offset FROM commitlog_topics.%s "
-								   "WHERE partition = $1 AND log_offset >= $2 AND log_offset < $3 "
-								   "AND \"timestamp\" >= $4 ORDER BY log_offset LIMIT 1",
-								   quote_identifier(topic->name));
-		SPIPlanPtr	plan = SPI_prepare(sql, 4, types);
-		bool		isnull;
-
 		/* no record at or after ts: the end, as Kafka's offsetsForTimes */
-		if (SPI_execute_snapshot(plan, args, NULL, snapshot, InvalidSnapshot, true, false, 1) == SPI_OK_SELECT &&
-			SPI_processed > 0)
-			result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		SPI_freeplan(plan);
+		(void) FetchOffsetForTime(topic, partition, range, snapshot, target.ts, &result);
 	}
 	UnregisterSnapshot(snapshot);
 	return result;

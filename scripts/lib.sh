@@ -5,10 +5,15 @@
 # build_and_install, start_server, stop_server.
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PGBIN=/usr/lib/postgresql/15/bin
+# PGROOT (default: empty, the system installation) prefixes every PostgreSQL
+# path, so a relocated copy made by scripts/private-pg.sh lets two checkouts
+# build, install and test side by side without replacing each other's
+# installed library.
+PGROOT=${PGROOT:-}
+PGBIN=$PGROOT/usr/lib/postgresql/15/bin
 PG_CONFIG=$PGBIN/pg_config
 # shellcheck disable=SC2034  # used by the scripts that source this
-PGXS_DIR=/usr/lib/postgresql/15/lib/pgxs
+PGXS_DIR=$PGROOT/usr/lib/postgresql/15/lib/pgxs
 export PG_CONFIG
 
 # PostgreSQL refuses to run as root: run server-side commands (and anything

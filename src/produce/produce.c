@@ -45,13 +45,6 @@ PG_FUNCTION_INFO_V1(produce);
 PG_FUNCTION_INFO_V1(produce_batch);
 PG_FUNCTION_INFO_V1(produce_messages);
 
-/* column order of a topic table (DESIGN 3, contract) */
-#define COL_PARTITION	0
-#define COL_OFFSET		1
-#define COL_TIMESTAMP	2
-#define COL_KEY			3
-#define COL_VALUE		4
-#define COL_HEADERS		5
 #define NUM_COLS		6
 
 /* how long a producer waits for the worker to attach a segment */
@@ -182,18 +175,18 @@ produce_write_segment(Oid segment_relid, ProduceRecord *recs, const int *idx, in
 		TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, ops);
 
 		ExecClearTuple(slot);
-		slot->tts_values[COL_PARTITION] = Int32GetDatum(r->partition);
-		slot->tts_values[COL_OFFSET] = Int64GetDatum(r->offset);
-		slot->tts_values[COL_TIMESTAMP] = TimestampTzGetDatum(r->ts);
-		slot->tts_values[COL_KEY] = r->key;
-		slot->tts_values[COL_VALUE] = r->value;
-		slot->tts_values[COL_HEADERS] = r->headers;
-		slot->tts_isnull[COL_PARTITION] = false;
-		slot->tts_isnull[COL_OFFSET] = false;
-		slot->tts_isnull[COL_TIMESTAMP] = false;
-		slot->tts_isnull[COL_KEY] = r->key == (Datum) 0;
-		slot->tts_isnull[COL_VALUE] = r->value == (Datum) 0;
-		slot->tts_isnull[COL_HEADERS] = r->headers == (Datum) 0;
+		slot->tts_values[TOPIC_COL_PARTITION] = Int32GetDatum(r->partition);
+		slot->tts_values[TOPIC_COL_OFFSET] = Int64GetDatum(r->offset);
+		slot->tts_values[TOPIC_COL_TIMESTAMP] = TimestampTzGetDatum(r->ts);
+		slot->tts_values[TOPIC_COL_KEY] = r->key;
+		slot->tts_values[TOPIC_COL_VALUE] = r->value;
+		slot->tts_values[TOPIC_COL_HEADERS] = r->headers;
+		slot->tts_isnull[TOPIC_COL_PARTITION] = false;
+		slot->tts_isnull[TOPIC_COL_OFFSET] = false;
+		slot->tts_isnull[TOPIC_COL_TIMESTAMP] = false;
+		slot->tts_isnull[TOPIC_COL_KEY] = r->key == (Datum) 0;
+		slot->tts_isnull[TOPIC_COL_VALUE] = r->value == (Datum) 0;
+		slot->tts_isnull[TOPIC_COL_HEADERS] = r->headers == (Datum) 0;
 		ExecStoreVirtualTuple(slot);
 		slots[i] = slot;
 	}

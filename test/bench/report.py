@@ -30,9 +30,10 @@ for r in results:
         "%.3f" % r["ratio"] if r["ratio"] is not None else "NA",
         r["unit"].replace(" ", "_")))
 
-for r in results:  # MB/s of 100-byte values beside records/s
+for r in results:  # MB/s of values beside records/s
     if r["unit"] == "records/s" and r["ours"] and r["base"]:
-        mbs = "%.1f vs %.1f MB/s of values" % (r["ours"] * 100 / 1e6, r["base"] * 100 / 1e6)
+        vlen = r.get("value_len", 100)
+        mbs = "%.1f vs %.1f MB/s of %d B values" % (r["ours"] * vlen / 1e6, r["base"] * vlen / 1e6, vlen)
         r["note"] = mbs + ("; " + r["note"] if r.get("note") else "")
 
 head = "| workload | baseline | pg_commitlog | baseline | unit | ratio (>1: we are better) | note |"

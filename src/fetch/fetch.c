@@ -410,17 +410,29 @@ bool
 FetchOffsetForTime(Topic *topic, int32 partition, FetchRange range, Snapshot snapshot,
 				   TimestampTz ts, int64 *offset)
 {
-	Oid			types[4] = {INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID};
-	Datum		args[4] = {Int32GetDatum(partition), Int64GetDatum(range.earliest),
-	Int64GetDatum(range.stable), TimestampTzGetDatum(ts)};
+	Oid			types[5] = {INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID, INT4OID};
+	Datum		args[5] = {Int32GetDatum(partition), Int64GetDatum(range.earliest),
+		Int64GetDatum(range.stable), TimestampTzGetDatum(ts), Int32GetDatum(topic->id)};
 	SPIPlanPtr	plan;
 	bool		found = false;
 	bool		isnull;
 
+	/*
+	 * As Kafka's time index: a sealed segment whose newest timestamp is
+	 * older than ts holds no match (timestamps need not increase with
+	 * offsets, so only the segment's maximum says so), and the search
+	 * starts at the first segment that may.  Compaction only lowers a
+	 * segment's true maximum, so the recorded one stays safe.  Without such
+	 * a segment there is no match at all.
+	 */
 	plan = SPI_prepare(psprintf("SELECT log_offset FROM commitlog_topics.%s "
-								"WHERE partition = $1 AND log_offset >= $2 AND log_offset < $3 "
-								"AND \"timestamp\" >= $4 ORDER BY log_offset LIMIT 1",
-								quote_identifier(topic->name)), 4, types);
+								"WHERE partition = $1 AND log_offset < $3 AND \"timestamp\" >= $4 "
+								"AND log_offset >= GREATEST($2, COALESCE("
+								"  (SELECT pg_catalog.min(s.base_offset) FROM commitlog.segments s "
+								"    WHERE s.topic_id = $5 AND s.partition = $1 AND s.end_offset > $2 "
+								"      AND NOT (s.sealed AND s.max_timestamp IS NOT NULL AND s.max_timestamp < $4)), $3)) "
+								"ORDER BY log_offset LIMIT 1",
+								quote_identifier(topic->name)), 5, types);
 	if (plan == NULL ||
 		SPI_execute_snapshot(plan, args, NULL, snapshot, InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read topic \"%s\"", topic->name);

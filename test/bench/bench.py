@@ -436,8 +436,9 @@ def w_retention(conn):
     base = time.perf_counter() - t0
     add("retention", "delete_vacuum", t_dropped * 1000, base * 1000, "ms", "time",
         "ours = delete_records (%.1f ms, records unreadable) + worker dropping %d segments; "
-        "a producer's produce p99 %.3f ms before, %.3f ms during"
-        % (t_visible * 1000, nseg, pq, pb))
+        "a producer's produce p99 %.3f ms over %d calls before, %.3f ms over %d calls during "
+        "(with under 100 calls, their maximum)"
+        % (t_visible * 1000, nseg, pq, len(quiet), pb, len(busy)))
 
 
 def main():

@@ -200,9 +200,9 @@ compat(CompatState *cs, avro_schema_t r, avro_schema_t w)
 									SchemasBranchName(w), SchemasBranchName(r)));
 	}
 	if (is_avro_named_type(r) && !names_match(cs, r, w))
-		return problem(cs, psprintf("written %s %s cannot be read as %s %s (names differ and no alias matches)",
-									avro_schema_type_name(w), SchemasBranchName(w),
-									avro_schema_type_name(r), SchemasBranchName(r)));
+		return problem(cs, psprintf("written %s %s cannot be read as %s (names differ and no alias matches)",
+									is_avro_record(w) ? "record" : is_avro_enum(w) ? "enum" : "fixed",
+									SchemasBranchName(w), SchemasBranchName(r)));
 
 	cs->active = lappend(lappend(cs->active, r), w);
 	switch (avro_typeof(r))

@@ -387,6 +387,18 @@ SELECT commitlog.encode_value('vec_collections', '{"ints": [], "tags": {}, "poin
 SELECT commitlog.encode_value('vec_longs', '9223372036854775808');
 SELECT commitlog.encode_value('vec_primitives', '{"i": 2147483648, "l": 0, "f": 0, "d": 0, "b": true, "s": "", "y": "", "n": null}');
 SELECT commitlog.encode_value('vec_primitives', '{"i": 0, "l": 0, "f": 0, "d": 0, "b": true, "s": "", "y": "not base64!", "n": null}');
+-- defaults are written as the Avro specification says (bytes and fixed as
+-- characters U+0000..U+00FF, a union's as its first branch) and fill in
+-- every field the jsonb leaves out
+SELECT commitlog.register_schema('defaults-value', '{"type": "record", "name": "D", "fields": [
+  {"name": "raw", "type": "bytes", "default": "\u00ff\u0001"},
+  {"name": "tag", "type": {"type": "fixed", "name": "T", "size": 2}, "default": "ab"},
+  {"name": "u", "type": ["long", "null"], "default": 7},
+  {"name": "nested", "type": {"type": "record", "name": "N", "fields": [{"name": "x", "type": "int"}]}, "default": {"x": 1}},
+  {"name": "list", "type": {"type": "array", "items": "string"}, "default": ["a"]},
+  {"name": "color", "type": {"type": "enum", "name": "C", "symbols": ["R", "G"]}, "default": "G"}]}') > 0 AS registered;
+SELECT commitlog.decode_value('defaults', commitlog.encode_value('defaults', '{}'));
+SELECT commitlog.decode_value('defaults', commitlog.encode_value('defaults', '{"raw": "AA==", "u": null, "list": []}'));
 -- hostile bytes: huge counts and lengths are refused before any allocation
 SELECT commitlog.decode_value('vec_collections', '\x00'::bytea || int4send((SELECT id FROM vector_ids WHERE name = 'collections')) || '\xfeffffffffffffff01'::bytea);
 SELECT commitlog.decode_value('vec_collections', '\x00'::bytea || int4send((SELECT id FROM vector_ids WHERE name = 'collections')) || '\x0002feffffffffffffff01'::bytea);

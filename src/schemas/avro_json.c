@@ -141,13 +141,14 @@ json_double(JsonbValue *v, double *out)
  * convention (U+0000..U+00FF) for defaults in a schema.
  */
 static char *
-json_bytes(EncodeState *es, JsonbValue *v, int *len)
+json_bytes(EncodeState *es, JsonbValue *v, bool deflt, int *len)
 {
 	char	   *out;
 
 	if (v->type != jbvString)
-		encode_error(es, psprintf("expected a base64 string, found %s", json_kind(v)));
-	if (es->where == NULL && GetDatabaseEncoding() == PG_UTF8)
+		encode_error(es, psprintf("expected a %s string, found %s",
+								  deflt ? "bytes" : "base64", json_kind(v)));
+	if (deflt && GetDatabaseEncoding() == PG_UTF8)
 	{
 		const unsigned char *p = (const unsigned char *) v->val.string.val;
 		const unsigned char *end = p + v->val.string.len;
@@ -164,7 +165,7 @@ json_bytes(EncodeState *es, JsonbValue *v, int *len)
 		}
 		return out;
 	}
-	if (es->where == NULL)
+	if (deflt)
 	{
 		*len = v->val.string.len;
 		return pnstrdup(v->val.string.val, *len);
@@ -423,7 +424,7 @@ encode(EncodeState *es, JsonbValue *v, avro_value_t *val, bool deflt)
 		case AVRO_BYTES:
 			{
 				int			len;
-				char	   *b = json_bytes(es, v, &len);
+				char	   *b = json_bytes(es, v, deflt, &len);
 
 				rc = avro_value_set_bytes(val, b, len);
 				break;
@@ -431,7 +432,7 @@ encode(EncodeState *es, JsonbValue *v, avro_value_t *val, bool deflt)
 		case AVRO_FIXED:
 			{
 				int			len;
-				char	   *b = json_bytes(es, v, &len);
+				char	   *b = json_bytes(es, v, deflt, &len);
 
 				if (len != avro_schema_fixed_size(schema))
 					encode_error(es, psprintf("expected %d bytes (fixed %s), found %d",

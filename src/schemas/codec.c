@@ -236,7 +236,8 @@ SchemasValidate(AvroSchema *s, const char *body, int len, const SchemaWhere *whe
 	initStringInfo(&rs.path);
 	check_value(&rs, s->schema);
 	if (rs.p != rs.end)
-		read_error(&rs, psprintf("%d bytes follow the end of the value", (int) (rs.end - rs.p)));
+		read_error(&rs, rs.end - rs.p == 1 ? pstrdup("1 byte follows the end of the value")
+				   : psprintf("%d bytes follow the end of the value", (int) (rs.end - rs.p)));
 }
 
 /* The schema id of a record in the wire format; what is "value" or "key". */

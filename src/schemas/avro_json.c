@@ -84,6 +84,7 @@ json_kind(JsonbValue *v)
 	}
 }
 
+/* Is v a JSON object (or, with object false, an array)? */
 static bool
 json_is(JsonbValue *v, bool object)
 {
@@ -558,6 +559,7 @@ float_json(double d, bool single, JsonbValue *out)
 														   Int32GetDatum(-1)));
 }
 
+/* A JSON string pointing at s (not copied). */
 static void
 string_json(const char *s, int len, JsonbValue *out)
 {

@@ -96,6 +96,7 @@ read_length(ReadState *rs, const char *what)
 	return n;
 }
 
+/* A string: a length, then that many bytes of UTF-8. */
 static void
 read_string(ReadState *rs)
 {

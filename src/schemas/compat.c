@@ -105,6 +105,7 @@ writer_field(avro_schema_t w, const SchemaField *rf)
 	return i;
 }
 
+/* Records: every reader field reads its writer field or has a default. */
 static bool
 compat_record(CompatState *cs, avro_schema_t r, avro_schema_t w)
 {
@@ -133,6 +134,7 @@ compat_record(CompatState *cs, avro_schema_t r, avro_schema_t w)
 	return true;
 }
 
+/* Enums: every writer symbol is a reader symbol, or the reader has a default. */
 static bool
 compat_enum(CompatState *cs, avro_schema_t r, avro_schema_t w)
 {

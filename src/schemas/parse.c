@@ -106,6 +106,7 @@ typedef struct ParseState
 	int			cap;
 } ParseState;
 
+/* Room for one more named type's extras, keyed by the library's node. */
 static SchemaNamed *
 named_add(ParseState *ps, avro_schema_t node)
 {

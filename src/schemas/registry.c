@@ -100,6 +100,7 @@ check_subject(const char *subject)
 	}
 }
 
+/* A mode by name, case-insensitively; an unknown name is an error. */
 static const CompatMode *
 compat_mode(const char *name)
 {

@@ -29,6 +29,7 @@
 #include "miscadmin.h"
 #include "offsets/offsets.h"
 #include "produce/produce.h"
+#include "schemas/schemas.h"
 #include "tcop/utility.h"
 #include "topics/topics.h"
 #include "utils/acl.h"
@@ -108,6 +109,7 @@ produce_resolve(Topic *topic, ProduceRecord *recs, int n)
 		ProduceRecord *r = &recs[i];
 		Size		size;
 
+		SchemasCheckRecord(topic, r->key, r->value, i, n);
 		if (r->partition >= 0)
 			TopicCheckPartition(topic, r->partition);
 		else if (r->key != (Datum) 0)

@@ -41,6 +41,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/postmaster.h"
+#include "storage/latch.h"
 #include "retention/retention_internal.h"
 #include "storage/condition_variable.h"
 #include "storage/lmgr.h"
@@ -422,36 +423,74 @@ retention_loopback(void)
 	return conn;
 }
 
+/*
+ * Cancel the loopback backend's statement.  It is a backend of this
+ * server, so a signal does what pg_cancel_backend() would, without a
+ * cancel connection through the postmaster that may not be served before
+ * this process exits.
+ */
+static void
+retention_cancel(PGconn *conn)
+{
+	int			pid = PQbackendPID(conn);
+
+	if (pid > 0 && kill(pid, SIGINT) != 0)
+		ereport(LOG,
+				(errmsg("pg_commitlog could not cancel a statement of its retention session (pid %d): %m",
+						pid)));
+}
+
+/*
+ * Run one statement on the loopback session.  It waits on the socket and
+ * the latch rather than in PQexec (whose poll() retries through signals),
+ * so that SIGTERM and postmaster death are served while a DETACH
+ * CONCURRENTLY waits for older snapshots, which can take up to its
+ * statement_timeout.  The statement is cancelled before the worker exits,
+ * so the other backend does not go on alone.  A latch set meanwhile (a
+ * producer's wakeup) is set again for the worker's main loop.
+ */
 static void
 retention_loopback_exec(PGconn *conn, const char *sql)
 {
-	PGresult   *res = PQexec(conn, sql);
+	bool		woken = false;
+	char	   *error = NULL;
+	PGresult   *res;
 
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	if (PQsendQuery(conn, sql))
 	{
-		char	   *msg = pstrdup(PQerrorMessage(conn));
+		while (PQisBusy(conn))
+		{
+			int			rc = WaitLatchOrSocket(MyLatch,
+											   WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH,
+											   PQsocket(conn), -1L, PG_WAIT_EXTENSION);
 
-		PQclear(res);
+			if (rc & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				woken = true;
+				if (ProcDiePending || QueryCancelPending)
+				{
+					retention_cancel(conn);
+					CHECK_FOR_INTERRUPTS();
+				}
+			}
+			if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
+				break;
+		}
+		while ((res = PQgetResult(conn)) != NULL)
+		{
+			if (PQresultStatus(res) != PGRES_COMMAND_OK && error == NULL)
+				error = pstrdup(PQresultErrorMessage(res));
+			PQclear(res);
+		}
+	}
+	if (woken)
+		SetLatch(MyLatch);
+	if (error == NULL && PQstatus(conn) == CONNECTION_BAD)
+		error = pstrdup(PQerrorMessage(conn));
+	if (error != NULL)
 		ereport(ERROR,
-				(errmsg("pg_commitlog could not run \"%s\": %s", sql, msg)));
-	}
-	PQclear(res);
-}
-
-/* Run a detach; on failure close the connection before re-throwing. */
-static void
-retention_detach(PGconn *conn, const char *sql)
-{
-	PG_TRY();
-	{
-		retention_loopback_exec(conn, sql);
-	}
-	PG_CATCH();
-	{
-		PQfinish(conn);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+				(errmsg("pg_commitlog could not run \"%s\": %s", sql, error)));
 }
 
 /*
@@ -471,8 +510,11 @@ typedef struct DeadSegment
 	bool		detach_pending; /* a crash left DETACH ... CONCURRENTLY half done */
 } DeadSegment;
 
-/* Segments to drop; in a transaction of its own. */
-static List *
+/*
+ * Segments to drop; in a transaction of its own.  Not inlined: gcc would
+ * then warn that its locals might be clobbered by the caller's PG_TRY.
+ */
+static pg_noinline List *
 retention_dead_segments(void)
 {
 	List	   *result = NIL;
@@ -572,47 +614,55 @@ retention_drop_segments(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	List	   *dead = retention_dead_segments();
-	List	   *batch = NIL;
-	PGconn	   *conn = NULL;
-	ListCell   *lc;
+	List	   *volatile batch = NIL;
+	PGconn	   *volatile conn = NULL;
 
 	MemoryContextSwitchTo(cxt);
-	foreach(lc, dead)
+	PG_TRY();
 	{
-		DeadSegment *seg = lfirst(lc);
+		ListCell   *lc;
 
-		if (seg->attached)
+		foreach(lc, dead)
 		{
-			char	   *sql;
+			DeadSegment *seg = lfirst(lc);
 
-			if (conn == NULL)
+			if (seg->attached)
 			{
-				conn = retention_loopback();
-				retention_loopback_exec(conn, "SET commitlog.internal_maintenance = on");
-				/* never wait forever behind an old snapshot: retry next cycle */
-				retention_loopback_exec(conn, "SET statement_timeout = '60s'");
-				retention_loopback_exec(conn, "SET synchronous_commit = off");
+				char	   *sql;
+
+				if (conn == NULL)
+				{
+					conn = retention_loopback();
+					retention_loopback_exec(conn, "SET commitlog.internal_maintenance = on");
+					/* never wait forever behind an old snapshot: retry next cycle */
+					retention_loopback_exec(conn, "SET statement_timeout = '60s'");
+					retention_loopback_exec(conn, "SET synchronous_commit = off");
+				}
+				sql = psprintf("ALTER TABLE commitlog_topics.%s DETACH PARTITION commitlog_topics.%s %s",
+							   quote_identifier(TopicPartitionRelname(seg->topic_id, seg->partition)),
+							   quote_identifier(seg->relname),
+							   seg->detach_pending ? "FINALIZE" : "CONCURRENTLY");
+				pgstat_report_activity(STATE_RUNNING, sql);
+				retention_loopback_exec(conn, sql);
 			}
-			sql = psprintf("ALTER TABLE commitlog_topics.%s DETACH PARTITION commitlog_topics.%s %s",
-						   quote_identifier(TopicPartitionRelname(seg->topic_id, seg->partition)),
-						   quote_identifier(seg->relname),
-						   seg->detach_pending ? "FINALIZE" : "CONCURRENTLY");
-			pgstat_report_activity(STATE_RUNNING, sql);
-			retention_detach(conn, sql);
+			batch = lappend(batch, seg);
+			if (list_length(batch) >= RETENTION_DROP_BATCH)
+			{
+				retention_drop_detached(batch);
+				MemoryContextSwitchTo(cxt);
+				batch = NIL;
+			}
 		}
-		batch = lappend(batch, seg);
-		if (list_length(batch) >= RETENTION_DROP_BATCH)
-		{
+		if (batch != NIL)
 			retention_drop_detached(batch);
-			MemoryContextSwitchTo(cxt);
-			batch = NIL;
-		}
+		MemoryContextSwitchTo(cxt);
 	}
-	if (batch != NIL)
-		retention_drop_detached(batch);
-	MemoryContextSwitchTo(cxt);
-	if (conn)
-		PQfinish(conn);
+	PG_FINALLY();
+	{
+		if (conn != NULL)
+			PQfinish(conn);
+	}
+	PG_END_TRY();
 }
 
 /*

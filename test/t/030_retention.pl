@@ -21,6 +21,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 use CommitlogTAP;
 
 my $node = commitlog_node('retention',
@@ -30,6 +31,19 @@ my $node = commitlog_node('retention',
 	  . "log_min_messages = log");
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
+
+# The worker drops topic's segments wholly below start; the rest records above
+# it are all still there.
+sub dropped_below
+{
+	my ($topic, $start, $rest, $what) = @_;
+	ok( $node->poll_query_until('postgres',
+			qq{SELECT count(*) = 0 FROM commitlog.segments s JOIN commitlog.topics t ON t.id = s.topic_id
+			    WHERE t.name = '$topic' AND s.end_offset <= $start}),
+		$what);
+	is(q1(qq{SELECT count(*) FROM commitlog.fetch('$topic', 0, $start, max_records => 10000)}), $rest,
+		"$topic: the records above the log start are all there");
+}
 
 # the worker starts for the database within a few seconds
 ok( $node->poll_query_until('postgres',
@@ -163,12 +177,7 @@ is(q1(q{SELECT commitlog.delete_records('del', 0, 2500)}), '2500',
 is(q1(q{SELECT commitlog.earliest_offset('del', 0)}), '2500', 'earliest_offset moved up');
 my ($state) = sql_error($node, 'postgres', q{SELECT * FROM commitlog.fetch('del', 0, 0)});
 is($state, 'CL001', 'a fetch below the new log start is out of range');
-ok( $node->poll_query_until('postgres',
-		q{SELECT count(*) = 0 FROM commitlog.segments s JOIN commitlog.topics t ON t.id = s.topic_id
-		   WHERE t.name = 'del' AND s.end_offset <= 2500}),
-	'the worker dropped the segments wholly below it');
-is(q1(q{SELECT count(*) FROM commitlog.fetch('del', 0, 2500, max_records => 10000)}), '500',
-	'the records above it are all there');
+dropped_below('del', 2500, 500, 'the worker dropped the segments wholly below it');
 
 # --- compaction -------------------------------------------------------------
 q1(q{SELECT commitlog.create_topic('kv', 1,
@@ -195,6 +204,51 @@ is(q1(q{SELECT string_agg(convert_from(key, 'UTF8') || '=' || convert_from(value
 	'the newest value of every live key is kept at its original offset');
 my ($kstate) = sql_error($node, 'postgres', q{SELECT commitlog.produce('kv', 'x')});
 is($kstate, '22023', 'a compacted topic refuses records without a key');
+
+# --- a detach waiting behind an old reader does not hold the worker ----------
+# DETACH ... CONCURRENTLY waits for transactions that hold locks on the
+# partition.  Asked to stop meanwhile, the worker cancels the statement and
+# exits at once (it used to sit in PQexec until the statement's 60 s
+# timeout); its successor finishes the half-done detach (FINALIZE) once the
+# reader is gone.
+q1(q{SELECT commitlog.create_topic('held', 1, config => '{"segment.bytes": 1024}')});
+q1(q{SELECT count(*) FROM commitlog.produce_batch('held',
+       array_fill('h'::bytea, ARRAY[1024]), partition => 0)}) for 1 .. 3;
+ok( $node->poll_query_until('postgres',
+		q{SELECT count(*) >= 2 FROM commitlog.segments s JOIN commitlog.topics t ON t.id = s.topic_id
+		   WHERE t.name = 'held' AND s.sealed}),
+	'held: two sealed segments');
+my $reader = $node->background_psql('postgres', on_error_stop => 1);
+$reader->query_safe('BEGIN');
+$reader->query_safe('SELECT count(*) FROM commitlog_topics.held');
+my $log_offset = -s $node->logfile;
+q1(q{SELECT commitlog.delete_records('held', 0, 2048)});
+ok( $node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM pg_stat_activity
+		   WHERE application_name = 'pg_commitlog retention' AND query LIKE '%DETACH PARTITION%'
+		     AND wait_event_type = 'Lock'}),
+	'the detach waits for the reader');
+my ($wpid) = q1(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_commitlog worker'
+                    AND datname = 'postgres'});
+q1(qq{SELECT pg_terminate_backend($wpid)});
+ok( $node->poll_query_until('postgres',
+		qq{SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $wpid}),
+	'the worker exits while its detach waits');
+# Bounded well below the statement's 60 s timeout, which is what ended the
+# detach before the worker cancelled it: the reader still holds its lock.
+my $ended = 0;
+for (1 .. 300)
+{
+	$ended = q1(q{SELECT count(*) = 0 FROM pg_stat_activity
+	               WHERE application_name = 'pg_commitlog retention' AND query LIKE '%CONCURRENTLY'
+	                 AND state = 'active'}) eq 't';
+	last if $ended;
+	usleep(100_000);
+}
+ok($ended, 'its detach was cancelled with it, while the reader still holds its lock');
+$reader->query_safe('COMMIT');
+$reader->quit;
+dropped_below('held', 2048, 1024, 'the next worker finishes the detach and drops the segments');
 
 $node->stop;
 done_testing();

@@ -403,3 +403,27 @@ SELECT commitlog.decode_value('defaults', commitlog.encode_value('defaults', '{"
 SELECT commitlog.decode_value('vec_collections', '\x00'::bytea || int4send((SELECT id FROM vector_ids WHERE name = 'collections')) || '\xfeffffffffffffff01'::bytea);
 SELECT commitlog.decode_value('vec_collections', '\x00'::bytea || int4send((SELECT id FROM vector_ids WHERE name = 'collections')) || '\x0002feffffffffffffff01'::bytea);
 SELECT commitlog.decode_value('vec_primitives', '\x00'::bytea || int4send((SELECT id FROM vector_ids WHERE name = 'primitives')) || '\x0202'::bytea);
+
+------------------------------------------------------------------------------
+-- Schemas the library cannot make values of are refused at registration
+-- (each of these used to crash the backend on its first encode), and
+-- defaults of recursive fields are checked like any other
+------------------------------------------------------------------------------
+-- a record holding itself without a union, array or map between
+SELECT commitlog.register_schema('selfref-value', '{"type": "record", "name": "N", "fields": [{"name": "n", "type": "N"}]}');
+SELECT commitlog.register_schema('selfref-value', '{"type": "record", "name": "N", "fields": [{"name": "m", "type": {"type": "record", "name": "M", "fields": [{"name": "back", "type": "N"}]}}]}');
+-- a fixed's size: negative, or beyond what the library keeps
+SELECT commitlog.register_schema('badfixed-value', '{"type": "fixed", "name": "F", "size": -1}');
+SELECT commitlog.register_schema('badfixed-value', '{"type": "fixed", "name": "F", "size": 10000000000}');
+-- enum symbols are Avro names
+SELECT commitlog.register_schema('badenum-value', '{"type": "enum", "name": "E", "symbols": ["A", "not a name"]}');
+SELECT count(*) AS registered FROM commitlog.schema_list WHERE subject IN ('selfref-value', 'badfixed-value', 'badenum-value');
+-- a default of a field whose type is the record it is in, or one around it
+SELECT commitlog.create_topic('recdefault');
+SELECT commitlog.register_schema('recdefault-value', '{"type": "record", "name": "O", "fields": [
+  {"name": "i", "type": {"type": "record", "name": "I", "fields": [
+    {"name": "up", "type": ["null", "O"], "default": null},
+    {"name": "kids", "type": {"type": "array", "items": "O"}, "default": [{"i": {"kids": []}}]}]}}]}') > 0 AS registered;
+SELECT commitlog.decode_value('recdefault', commitlog.encode_value('recdefault', '{"i": {}}'));
+SELECT commitlog.register_schema('recdefault2-value', '{"type": "record", "name": "R", "fields": [{"name": "a", "type": {"type": "array", "items": "R"}, "default": [{"a": [{"b": 1}]}]}]}');
+SELECT commitlog.drop_topic('recdefault');

@@ -510,28 +510,73 @@ SchemasJsonbToAvro(AvroSchema *s, Jsonb *jb, avro_value_t *val, const SchemaWher
 	encode(&es, &root, val, false);
 }
 
-/* Refuse a field default that is not a value of the field's type. */
+/*
+ * Refuse a field default that is not a value of the field's type (for a
+ * union, of its first branch).  The values are made from one class, of a
+ * record holding the whole schema and then every field that has a
+ * default: a field's type may name a record defined outside it (a
+ * recursive field), which a class of the field's type alone cannot find.
+ */
 void
-SchemasCheckDefault(AvroSchema *s, avro_schema_t field_schema, Jsonb *def, const char *path)
+SchemasCheckDefaults(AvroSchema *s)
 {
-	EncodeState es = {s, NULL};
-	JsonbValue	root;
-	avro_value_iface_t *volatile iface = avro_generic_class_from_schema(field_schema);
-	avro_value_t val;
+	avro_schema_t wrapper = NULL;
+	avro_value_iface_t *volatile iface = NULL;
+	avro_value_t outer;
+	volatile bool has_outer = false;
+	int			nfields = 1;
 
-	if (iface == NULL || avro_generic_value_new(iface, &val) != 0)
-		elog(ERROR, "could not make an Avro value: %s", avro_strerror());
-	initStringInfo(&es.path);
-	appendStringInfoString(&es.path, path);
-	jsonb_root(def, &root);
+	for (int i = 0; i < s->nnamed; i++)
+		for (int f = 0; f < s->named[i].nfields; f++)
+			if (s->named[i].fields[f].default_value)
+				nfields++;
+	if (nfields == 1)
+		return;
+
+	wrapper = avro_schema_record("commitlog_defaults", NULL);
 	PG_TRY();
 	{
-		encode(&es, &root, &val, true);
+		int			k = 1;
+
+		if (wrapper == NULL || avro_schema_record_field_append(wrapper, "f0", s->schema) != 0)
+			elog(ERROR, "could not make an Avro schema: %s", avro_strerror());
+		for (int i = 0; i < s->nnamed; i++)
+			for (int f = 0; f < s->named[i].nfields; f++)
+				if (s->named[i].fields[f].default_value &&
+					avro_schema_record_field_append(wrapper, psprintf("f%d", k++),
+													avro_schema_record_field_get_by_index(s->named[i].schema, f)) != 0)
+					elog(ERROR, "could not make an Avro schema: %s", avro_strerror());
+		iface = avro_generic_class_from_schema(wrapper);
+		if (iface == NULL || avro_generic_value_new(iface, &outer) != 0)
+			elog(ERROR, "could not make an Avro value: %s", avro_strerror());
+		has_outer = true;
+
+		k = 1;
+		for (int i = 0; i < s->nnamed; i++)
+			for (int f = 0; f < s->named[i].nfields; f++)
+				if (s->named[i].fields[f].default_value)
+				{
+					EncodeState es = {s, NULL};
+					JsonbValue	root;
+					avro_value_t val;
+
+					initStringInfo(&es.path);
+					appendStringInfo(&es.path, "%s.%s", avro_schema_name(s->named[i].schema),
+									 s->named[i].fields[f].name);
+					jsonb_root(s->named[i].fields[f].default_value, &root);
+					if (avro_value_get_by_index(&outer, k++, &val, NULL) != 0)
+						elog(ERROR, "could not get an Avro field: %s", avro_strerror());
+					encode(&es, &root, &val, true);
+				}
 	}
 	PG_FINALLY();
 	{
-		avro_value_decref(&val);
-		avro_value_iface_decref(iface);
+		if (has_outer)
+			avro_value_decref(&outer);
+		if (iface)
+			avro_value_iface_decref(iface);
+		if (wrapper)
+			avro_schema_decref(wrapper);
 	}
 	PG_END_TRY();
 }

@@ -84,8 +84,7 @@ extern avro_value_t *SchemasValue(AvroSchema *s);
 /* avro_json.c */
 extern void SchemasJsonbToAvro(AvroSchema *s, Jsonb *jb, avro_value_t *val,
 							   const SchemaWhere *where);
-extern void SchemasCheckDefault(AvroSchema *s, avro_schema_t field_schema,
-								Jsonb *def, const char *path);
+extern void SchemasCheckDefaults(AvroSchema *s);
 extern Jsonb *SchemasAvroToJsonb(avro_value_t *val);
 
 /* compat.c */

@@ -427,3 +427,20 @@ SELECT commitlog.register_schema('recdefault-value', '{"type": "record", "name":
 SELECT commitlog.decode_value('recdefault', commitlog.encode_value('recdefault', '{"i": {}}'));
 SELECT commitlog.register_schema('recdefault2-value', '{"type": "record", "name": "R", "fields": [{"name": "a", "type": {"type": "array", "items": "R"}, "default": [{"a": [{"b": 1}]}]}]}');
 SELECT commitlog.drop_topic('recdefault');
+
+------------------------------------------------------------------------------
+-- Nesting is limited to 1000 levels: the Avro library reads, writes and
+-- frees values recursively without a stack check, and a recursive schema
+-- let about 25 kB of valid bytes crash every backend decoding them
+------------------------------------------------------------------------------
+SELECT commitlog.create_topic('deep');
+SELECT commitlog.register_schema('deep-value', '{"type": "record", "name": "L", "fields": [{"name": "next", "type": ["null", "L"]}]}') AS deep_id \gset
+-- 400 records (800 levels) are fine both ways
+SELECT jsonb_typeof(commitlog.decode_value('deep', commitlog.encode_value('deep',
+         (repeat('{"next": ', 400) || 'null' || repeat('}', 400))::jsonb)) #> '{next, L, next, L, next}') AS three_down;
+SELECT length(commitlog.decode_value('deep', '\x00'::bytea || int4send(:deep_id) || decode(repeat('02', 399) || '00', 'hex'))::text) AS decoded_length;
+-- 600 records (1200 levels) are refused on produce, decode and encode
+SELECT commitlog.produce('deep', '\x00'::bytea || int4send(:deep_id) || decode(repeat('02', 599) || '00', 'hex'));
+SELECT commitlog.decode_value('deep', '\x00'::bytea || int4send(:deep_id) || decode(repeat('02', 599) || '00', 'hex'));
+SELECT commitlog.encode_value('deep', (repeat('{"next": ', 600) || 'null' || repeat('}', 600))::jsonb);
+SELECT commitlog.drop_topic('deep');

@@ -40,14 +40,29 @@ typedef struct EncodeState
 	AvroSchema *s;
 	const SchemaWhere *where;	/* NULL: checking a default of the schema */
 	StringInfoData path;
+	int			depth;			/* values being set, nested */
 } EncodeState;
+
+/*
+ * A field's path for an error message: its first 200 bytes and "..." when
+ * longer (a recursive value's path repeats one field many times).
+ */
+const char *
+SchemasPathText(const StringInfoData *path)
+{
+	if (path->len == 0)
+		return "(the whole value)";
+	if (path->len <= 200)
+		return path->data;
+	return psprintf("%.*s...", pg_mbcliplen(path->data, path->len, 200), path->data);
+}
 
 /* A value that does not match the schema: name the field. */
 static void
 pg_attribute_noreturn()
 encode_error(EncodeState *es, const char *problem)
 {
-	const char *field = es->path.len > 0 ? es->path.data : "(the whole value)";
+	const char *field = SchemasPathText(&es->path);
 
 	if (es->where == NULL)
 		ereport(ERROR,
@@ -382,6 +397,8 @@ encode(EncodeState *es, JsonbValue *v, avro_value_t *val, bool deflt)
 	int			rc = 0;
 
 	check_stack_depth();
+	if (++es->depth > SCHEMAS_MAX_DEPTH)
+		encode_error(es, psprintf("the value nests deeper than %d levels", SCHEMAS_MAX_DEPTH));
 	switch (avro_value_get_type(val))
 	{
 		case AVRO_NULL:
@@ -482,6 +499,7 @@ encode(EncodeState *es, JsonbValue *v, avro_value_t *val, bool deflt)
 	}
 	if (rc != 0)
 		elog(ERROR, "could not set an Avro value: %s", avro_strerror());
+	es->depth--;
 }
 
 /* The root JsonbValue of a jsonb datum. */

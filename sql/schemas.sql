@@ -415,6 +415,14 @@ SELECT commitlog.register_schema('selfref-value', '{"type": "record", "name": "N
 -- a fixed's size: negative, or beyond what the library keeps
 SELECT commitlog.register_schema('badfixed-value', '{"type": "fixed", "name": "F", "size": -1}');
 SELECT commitlog.register_schema('badfixed-value', '{"type": "fixed", "name": "F", "size": 10000000000}');
+-- the library zeroes a record's fixed fields whenever it makes a value of it
+-- (a 1 GB fixed was 1 GB of memory per encode): 1 MB a fixed, 16 MB a record
+SELECT commitlog.register_schema('badfixed-value', '{"type": "fixed", "name": "F", "size": 1048577}');
+SELECT commitlog.register_schema('badfixed-value', '{"type": "record", "name": "R", "fields": [{"name": "a", "type": {"type": "fixed", "name": "F", "size": 1048576}}, {"name": "b", "type": {"type": "record", "name": "S", "fields": ['
+  || string_agg(format('{"name": "f%s", "type": "F"}', i), ', ') || ']}}]}') FROM generate_series(1, 16) i;
+-- in an array (or union or map) they are made one by one, from data that holds them
+SELECT commitlog.register_schema('bigfixed-value', '{"type": "record", "name": "R", "fields": [{"name": "a", "type": {"type": "fixed", "name": "F", "size": 1048576}}, {"name": "b", "type": {"type": "array", "items": {"type": "record", "name": "S", "fields": ['
+  || string_agg(format('{"name": "f%s", "type": "F"}', i), ', ') || ']}}}]}') > 0 AS registered FROM generate_series(1, 16) i;
 -- enum symbols are Avro names
 SELECT commitlog.register_schema('badenum-value', '{"type": "enum", "name": "E", "symbols": ["A", "not a name"]}');
 SELECT count(*) AS registered FROM commitlog.schema_list WHERE subject IN ('selfref-value', 'badfixed-value', 'badenum-value');

@@ -29,8 +29,15 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
-/* the largest fixed: a record of one fixed must fit in a bytea */
-#define SCHEMAS_MAX_FIXED	((int) (MaxAllocSize - VARHDRSZ - SCHEMAS_HEADER_BYTES))
+/*
+ * The library's generic values hold a fixed's bytes inline, and a record's
+ * fields too: making a value of a record allocates and zeroes every fixed
+ * it holds outside unions, arrays and maps, before any data is seen.  So
+ * a fixed is at most 1 MB, and the fixed fields a record holds so at most
+ * 16 MB, lest one encode of a small schema allocate gigabytes.
+ */
+#define SCHEMAS_MAX_FIXED	(1024 * 1024)
+#define SCHEMAS_MAX_INLINE	(16 * 1024 * 1024)
 
 /* Release the library's objects when the schema's context goes away. */
 static void
@@ -181,7 +188,7 @@ check_fixed_size(avro_schema_t node, JsonbValue *size, const char *path)
 	if (size == NULL || size->type != jbvNumeric || n < 0 || n > SCHEMAS_MAX_FIXED ||
 		!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(size->val.numeric),
 										  NumericGetDatum(int64_to_numeric(n)))))
-		schema_error(path, psprintf("the size of fixed \"%s\" must be an integer from 0 to %d",
+		schema_error(path, psprintf("the size of fixed \"%s\" must be an integer from 0 to %d (use bytes for larger values)",
 									avro_schema_name(node), SCHEMAS_MAX_FIXED));
 }
 
@@ -333,23 +340,28 @@ collect(ParseState *ps, avro_schema_t node, JsonbValue *j, const char *path)
 /*
  * Refuse a record that holds itself through record fields alone, with no
  * union, array or map between: it has no finite value, and the library's
- * generic value for it recurses until the stack overflows.  state[i] is 1
- * while named type i is being walked, 2 once it is known to be finite.
+ * generic value for it recurses until the stack overflows.  Returns the
+ * bytes of fixed a value of node holds inline, and refuses a record
+ * holding more than SCHEMAS_MAX_INLINE.  state[i] is 1 while named type i
+ * is being walked, 2 once it is known to be finite, with inline[i] bytes.
  */
-static void
-check_finite(AvroSchema *s, avro_schema_t node, char *state)
+static int64
+check_finite(AvroSchema *s, avro_schema_t node, char *state, int64 *inline_bytes)
 {
 	int			idx = -1;
+	int64		total = 0;
 
 	check_stack_depth();
 	node = SchemasResolveLink(node);
+	if (is_avro_fixed(node))
+		return avro_schema_fixed_size(node);
 	if (!is_avro_record(node))
-		return;
+		return 0;
 	for (int i = 0; i < s->nnamed && idx < 0; i++)
 		if (s->named[i].schema == node)
 			idx = i;
 	if (idx >= 0 && state[idx] == 2)
-		return;
+		return inline_bytes[idx];
 	if (idx >= 0 && state[idx] == 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -360,9 +372,22 @@ check_finite(AvroSchema *s, avro_schema_t node, char *state)
 	if (idx >= 0)
 		state[idx] = 1;
 	for (int f = 0; f < (int) avro_schema_record_size(node); f++)
-		check_finite(s, avro_schema_record_field_get_by_index(node, f), state);
+	{
+		total += check_finite(s, avro_schema_record_field_get_by_index(node, f), state, inline_bytes);
+		if (total > SCHEMAS_MAX_INLINE)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid Avro schema: record \"%s\" holds more than %d bytes of fixed fields",
+							SchemasBranchName(node), SCHEMAS_MAX_INLINE),
+					 errdetail("Every value of a record holds its fixed fields (those outside unions, arrays and maps) in memory at once."),
+					 errhint("Use bytes for large binary fields.")));
+	}
 	if (idx >= 0)
+	{
 		state[idx] = 2;
+		inline_bytes[idx] = total;
+	}
+	return total;
 }
 
 /*
@@ -405,9 +430,10 @@ SchemasParse(const char *text, int len, MemoryContext parent)
 	if (s->nnamed > 0)
 	{
 		char	   *state = palloc0(s->nnamed);
+		int64	   *inline_bytes = palloc0(sizeof(int64) * s->nnamed);
 
 		for (int i = 0; i < s->nnamed; i++)
-			check_finite(s, s->named[i].schema, state);
+			(void) check_finite(s, s->named[i].schema, state, inline_bytes);
 	}
 	SchemasCheckDefaults(s);
 	MemoryContextSwitchTo(old);

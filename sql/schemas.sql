@@ -403,3 +403,52 @@ SELECT commitlog.decode_value('defaults', commitlog.encode_value('defaults', '{"
 SELECT commitlog.decode_value('vec_collections', '\x00'::bytea || int4send((SELECT id FROM vector_ids WHERE name = 'collections')) || '\xfeffffffffffffff01'::bytea);
 SELECT commitlog.decode_value('vec_collections', '\x00'::bytea || int4send((SELECT id FROM vector_ids WHERE name = 'collections')) || '\x0002feffffffffffffff01'::bytea);
 SELECT commitlog.decode_value('vec_primitives', '\x00'::bytea || int4send((SELECT id FROM vector_ids WHERE name = 'primitives')) || '\x0202'::bytea);
+
+------------------------------------------------------------------------------
+-- Schemas the library cannot make values of are refused at registration
+-- (each of these used to crash the backend on its first encode), and
+-- defaults of recursive fields are checked like any other
+------------------------------------------------------------------------------
+-- a record holding itself without a union, array or map between
+SELECT commitlog.register_schema('selfref-value', '{"type": "record", "name": "N", "fields": [{"name": "n", "type": "N"}]}');
+SELECT commitlog.register_schema('selfref-value', '{"type": "record", "name": "N", "fields": [{"name": "m", "type": {"type": "record", "name": "M", "fields": [{"name": "back", "type": "N"}]}}]}');
+-- a fixed's size: negative, or beyond what the library keeps
+SELECT commitlog.register_schema('badfixed-value', '{"type": "fixed", "name": "F", "size": -1}');
+SELECT commitlog.register_schema('badfixed-value', '{"type": "fixed", "name": "F", "size": 10000000000}');
+-- the library zeroes a record's fixed fields whenever it makes a value of it
+-- (a 1 GB fixed was 1 GB of memory per encode): 1 MB a fixed, 16 MB a record
+SELECT commitlog.register_schema('badfixed-value', '{"type": "fixed", "name": "F", "size": 1048577}');
+SELECT commitlog.register_schema('badfixed-value', '{"type": "record", "name": "R", "fields": [{"name": "a", "type": {"type": "fixed", "name": "F", "size": 1048576}}, {"name": "b", "type": {"type": "record", "name": "S", "fields": ['
+  || string_agg(format('{"name": "f%s", "type": "F"}', i), ', ') || ']}}]}') FROM generate_series(1, 16) i;
+-- in an array (or union or map) they are made one by one, from data that holds them
+SELECT commitlog.register_schema('bigfixed-value', '{"type": "record", "name": "R", "fields": [{"name": "a", "type": {"type": "fixed", "name": "F", "size": 1048576}}, {"name": "b", "type": {"type": "array", "items": {"type": "record", "name": "S", "fields": ['
+  || string_agg(format('{"name": "f%s", "type": "F"}', i), ', ') || ']}}}]}') > 0 AS registered FROM generate_series(1, 16) i;
+-- enum symbols are Avro names
+SELECT commitlog.register_schema('badenum-value', '{"type": "enum", "name": "E", "symbols": ["A", "not a name"]}');
+SELECT count(*) AS registered FROM commitlog.schema_list WHERE subject IN ('selfref-value', 'badfixed-value', 'badenum-value');
+-- a default of a field whose type is the record it is in, or one around it
+SELECT commitlog.create_topic('recdefault');
+SELECT commitlog.register_schema('recdefault-value', '{"type": "record", "name": "O", "fields": [
+  {"name": "i", "type": {"type": "record", "name": "I", "fields": [
+    {"name": "up", "type": ["null", "O"], "default": null},
+    {"name": "kids", "type": {"type": "array", "items": "O"}, "default": [{"i": {"kids": []}}]}]}}]}') > 0 AS registered;
+SELECT commitlog.decode_value('recdefault', commitlog.encode_value('recdefault', '{"i": {}}'));
+SELECT commitlog.register_schema('recdefault2-value', '{"type": "record", "name": "R", "fields": [{"name": "a", "type": {"type": "array", "items": "R"}, "default": [{"a": [{"b": 1}]}]}]}');
+SELECT commitlog.drop_topic('recdefault');
+
+------------------------------------------------------------------------------
+-- Nesting is limited to 1000 levels: the Avro library reads, writes and
+-- frees values recursively without a stack check, and a recursive schema
+-- let about 25 kB of valid bytes crash every backend decoding them
+------------------------------------------------------------------------------
+SELECT commitlog.create_topic('deep');
+SELECT commitlog.register_schema('deep-value', '{"type": "record", "name": "L", "fields": [{"name": "next", "type": ["null", "L"]}]}') AS deep_id \gset
+-- 400 records (800 levels) are fine both ways
+SELECT jsonb_typeof(commitlog.decode_value('deep', commitlog.encode_value('deep',
+         (repeat('{"next": ', 400) || 'null' || repeat('}', 400))::jsonb)) #> '{next, L, next, L, next}') AS three_down;
+SELECT length(commitlog.decode_value('deep', '\x00'::bytea || int4send(:deep_id) || decode(repeat('02', 399) || '00', 'hex'))::text) AS decoded_length;
+-- 600 records (1200 levels) are refused on produce, decode and encode
+SELECT commitlog.produce('deep', '\x00'::bytea || int4send(:deep_id) || decode(repeat('02', 599) || '00', 'hex'));
+SELECT commitlog.decode_value('deep', '\x00'::bytea || int4send(:deep_id) || decode(repeat('02', 599) || '00', 'hex'));
+SELECT commitlog.encode_value('deep', (repeat('{"next": ', 600) || 'null' || repeat('}', 600))::jsonb);
+SELECT commitlog.drop_topic('deep');

@@ -40,14 +40,29 @@ typedef struct EncodeState
 	AvroSchema *s;
 	const SchemaWhere *where;	/* NULL: checking a default of the schema */
 	StringInfoData path;
+	int			depth;			/* values being set, nested */
 } EncodeState;
+
+/*
+ * A field's path for an error message: its first 200 bytes and "..." when
+ * longer (a recursive value's path repeats one field many times).
+ */
+const char *
+SchemasPathText(const StringInfoData *path)
+{
+	if (path->len == 0)
+		return "(the whole value)";
+	if (path->len <= 200)
+		return path->data;
+	return psprintf("%.*s...", pg_mbcliplen(path->data, path->len, 200), path->data);
+}
 
 /* A value that does not match the schema: name the field. */
 static void
 pg_attribute_noreturn()
 encode_error(EncodeState *es, const char *problem)
 {
-	const char *field = es->path.len > 0 ? es->path.data : "(the whole value)";
+	const char *field = SchemasPathText(&es->path);
 
 	if (es->where == NULL)
 		ereport(ERROR,
@@ -382,6 +397,8 @@ encode(EncodeState *es, JsonbValue *v, avro_value_t *val, bool deflt)
 	int			rc = 0;
 
 	check_stack_depth();
+	if (++es->depth > SCHEMAS_MAX_DEPTH)
+		encode_error(es, psprintf("the value nests deeper than %d levels", SCHEMAS_MAX_DEPTH));
 	switch (avro_value_get_type(val))
 	{
 		case AVRO_NULL:
@@ -482,6 +499,7 @@ encode(EncodeState *es, JsonbValue *v, avro_value_t *val, bool deflt)
 	}
 	if (rc != 0)
 		elog(ERROR, "could not set an Avro value: %s", avro_strerror());
+	es->depth--;
 }
 
 /* The root JsonbValue of a jsonb datum. */
@@ -510,28 +528,73 @@ SchemasJsonbToAvro(AvroSchema *s, Jsonb *jb, avro_value_t *val, const SchemaWher
 	encode(&es, &root, val, false);
 }
 
-/* Refuse a field default that is not a value of the field's type. */
+/*
+ * Refuse a field default that is not a value of the field's type (for a
+ * union, of its first branch).  The values are made from one class, of a
+ * record holding the whole schema and then every field that has a
+ * default: a field's type may name a record defined outside it (a
+ * recursive field), which a class of the field's type alone cannot find.
+ */
 void
-SchemasCheckDefault(AvroSchema *s, avro_schema_t field_schema, Jsonb *def, const char *path)
+SchemasCheckDefaults(AvroSchema *s)
 {
-	EncodeState es = {s, NULL};
-	JsonbValue	root;
-	avro_value_iface_t *volatile iface = avro_generic_class_from_schema(field_schema);
-	avro_value_t val;
+	avro_schema_t wrapper = NULL;
+	avro_value_iface_t *volatile iface = NULL;
+	avro_value_t outer;
+	volatile bool has_outer = false;
+	int			nfields = 1;
 
-	if (iface == NULL || avro_generic_value_new(iface, &val) != 0)
-		elog(ERROR, "could not make an Avro value: %s", avro_strerror());
-	initStringInfo(&es.path);
-	appendStringInfoString(&es.path, path);
-	jsonb_root(def, &root);
+	for (int i = 0; i < s->nnamed; i++)
+		for (int f = 0; f < s->named[i].nfields; f++)
+			if (s->named[i].fields[f].default_value)
+				nfields++;
+	if (nfields == 1)
+		return;
+
+	wrapper = avro_schema_record("commitlog_defaults", NULL);
 	PG_TRY();
 	{
-		encode(&es, &root, &val, true);
+		int			k = 1;
+
+		if (wrapper == NULL || avro_schema_record_field_append(wrapper, "f0", s->schema) != 0)
+			elog(ERROR, "could not make an Avro schema: %s", avro_strerror());
+		for (int i = 0; i < s->nnamed; i++)
+			for (int f = 0; f < s->named[i].nfields; f++)
+				if (s->named[i].fields[f].default_value &&
+					avro_schema_record_field_append(wrapper, psprintf("f%d", k++),
+													avro_schema_record_field_get_by_index(s->named[i].schema, f)) != 0)
+					elog(ERROR, "could not make an Avro schema: %s", avro_strerror());
+		iface = avro_generic_class_from_schema(wrapper);
+		if (iface == NULL || avro_generic_value_new(iface, &outer) != 0)
+			elog(ERROR, "could not make an Avro value: %s", avro_strerror());
+		has_outer = true;
+
+		k = 1;
+		for (int i = 0; i < s->nnamed; i++)
+			for (int f = 0; f < s->named[i].nfields; f++)
+				if (s->named[i].fields[f].default_value)
+				{
+					EncodeState es = {s, NULL};
+					JsonbValue	root;
+					avro_value_t val;
+
+					initStringInfo(&es.path);
+					appendStringInfo(&es.path, "%s.%s", avro_schema_name(s->named[i].schema),
+									 s->named[i].fields[f].name);
+					jsonb_root(s->named[i].fields[f].default_value, &root);
+					if (avro_value_get_by_index(&outer, k++, &val, NULL) != 0)
+						elog(ERROR, "could not get an Avro field: %s", avro_strerror());
+					encode(&es, &root, &val, true);
+				}
 	}
 	PG_FINALLY();
 	{
-		avro_value_decref(&val);
-		avro_value_iface_decref(iface);
+		if (has_outer)
+			avro_value_decref(&outer);
+		if (iface)
+			avro_value_iface_decref(iface);
+		if (wrapper)
+			avro_schema_decref(wrapper);
 	}
 	PG_END_TRY();
 }

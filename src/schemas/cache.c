@@ -128,7 +128,9 @@ SchemasById(int32 id, bool missing_ok)
 	{
 		char	   *text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-		s = SchemasParse(text, strlen(text), schemas_cxt);
+		/* parsed outside the cache, so that a schema that fails to parse leaks nothing */
+		s = SchemasParse(text, strlen(text), CurrentMemoryContext);
+		MemoryContextSetParent(s->cxt, schemas_cxt);
 		s->id = id;
 	}
 	CatalogEnd(nestlevel);

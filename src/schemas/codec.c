@@ -40,6 +40,7 @@ typedef struct ReadState
 	const unsigned char *p;
 	const unsigned char *end;
 	int64		items_left;
+	int			depth;			/* values being checked, nested */
 	const SchemaWhere *where;
 	StringInfoData path;
 } ReadState;
@@ -51,8 +52,7 @@ read_error(ReadState *rs, const char *problem)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid Avro data for field \"%s\": %s",
-					rs->path.len > 0 ? rs->path.data : "(the whole value)", problem),
+			 errmsg("invalid Avro data for field \"%s\": %s", SchemasPathText(&rs->path), problem),
 			 rs->where->subject
 			 ? errdetail("The record names schema %d (subject \"%s\") and its bytes must be that schema's Avro binary encoding.",
 						 rs->where->id, rs->where->subject)
@@ -151,6 +151,8 @@ check_value(ReadState *rs, avro_schema_t schema)
 	int64		n;
 
 	check_stack_depth();
+	if (++rs->depth > SCHEMAS_MAX_DEPTH)
+		read_error(rs, psprintf("the value nests deeper than %d levels", SCHEMAS_MAX_DEPTH));
 	schema = SchemasResolveLink(schema);
 	switch (avro_typeof(schema))
 	{
@@ -222,6 +224,7 @@ check_value(ReadState *rs, avro_schema_t schema)
 		default:
 			elog(ERROR, "unexpected Avro type %d", (int) avro_typeof(schema));
 	}
+	rs->depth--;
 }
 
 /* Check that body is one value of schema s, all of it. */
@@ -233,6 +236,7 @@ SchemasValidate(AvroSchema *s, const char *body, int len, const SchemaWhere *whe
 	rs.p = (const unsigned char *) body;
 	rs.end = rs.p + len;
 	rs.items_left = (int64) len + SCHEMAS_EXTRA_ITEMS;
+	rs.depth = 0;
 	rs.where = where;
 	initStringInfo(&rs.path);
 	check_value(&rs, s->schema);

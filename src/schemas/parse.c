@@ -27,6 +27,17 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
+
+/*
+ * The library's generic values hold a fixed's bytes inline, and a record's
+ * fields too: making a value of a record allocates and zeroes every fixed
+ * it holds outside unions, arrays and maps, before any data is seen.  So
+ * a fixed is at most 1 MB, and the fixed fields a record holds so at most
+ * 16 MB, lest one encode of a small schema allocate gigabytes.
+ */
+#define SCHEMAS_MAX_FIXED	(1024 * 1024)
+#define SCHEMAS_MAX_INLINE	(16 * 1024 * 1024)
 
 /* Release the library's objects when the schema's context goes away. */
 static void
@@ -164,6 +175,34 @@ SchemasNamedInfo(const AvroSchema *s, avro_schema_t named)
 
 static void collect(ParseState *ps, avro_schema_t node, JsonbValue *j, const char *path);
 
+/*
+ * A fixed's size must be what the JSON says and fit in memory: the library
+ * keeps any integer, negative too, and truncates past 2^31, and its
+ * reader and writer then move by that many bytes.
+ */
+static void
+check_fixed_size(avro_schema_t node, JsonbValue *size, const char *path)
+{
+	int64		n = avro_schema_fixed_size(node);
+
+	if (size == NULL || size->type != jbvNumeric || n < 0 || n > SCHEMAS_MAX_FIXED ||
+		!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(size->val.numeric),
+										  NumericGetDatum(int64_to_numeric(n)))))
+		schema_error(path, psprintf("the size of fixed \"%s\" must be an integer from 0 to %d (use bytes for larger values)",
+									avro_schema_name(node), SCHEMAS_MAX_FIXED));
+}
+
+/* Is name an Avro name, [A-Za-z_][A-Za-z0-9_]*?  The library checks only type and field names. */
+static bool
+is_avro_name(const char *name)
+{
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_' ||
+			  (p > name && *p >= '0' && *p <= '9')))
+			return false;
+	return name[0] != '\0';
+}
+
 /* A record's definition: fields with defaults and aliases. */
 static void
 collect_record(ParseState *ps, avro_schema_t node, JsonbValue *j, const char *path)
@@ -207,10 +246,15 @@ collect_enum(ParseState *ps, avro_schema_t node, JsonbValue *j, const char *path
 
 	info->aliases = json_strings(json_key(j, "aliases"), &info->naliases, path, "aliases");
 	for (int i = 0; i < n; i++)
+	{
+		if (!is_avro_name(avro_schema_enum_get(node, i)))
+			schema_error(path, psprintf("symbol \"%s\" of enum \"%s\" is not an Avro name ([A-Za-z_][A-Za-z0-9_]*)",
+										avro_schema_enum_get(node, i), avro_schema_name(node)));
 		for (int k = 0; k < i; k++)
 			if (strcmp(avro_schema_enum_get(node, i), avro_schema_enum_get(node, k)) == 0)
 				schema_error(path, psprintf("duplicate symbol \"%s\" in enum \"%s\"",
 											avro_schema_enum_get(node, i), avro_schema_name(node)));
+	}
 	if (def)
 	{
 		if (def->type != jbvString)
@@ -251,7 +295,10 @@ collect(ParseState *ps, avro_schema_t node, JsonbValue *j, const char *path)
 		case AVRO_FIXED:
 			if (SchemasNamedInfo(ps->s, node) == NULL)
 			{
-				SchemaNamed *info = named_add(ps, node);
+				SchemaNamed *info;
+
+				check_fixed_size(node, json_key(j, "size"), path);
+				info = named_add(ps, node);
 
 				info->aliases = json_strings(json_key(j, "aliases"), &info->naliases, path, "aliases");
 			}
@@ -291,6 +338,59 @@ collect(ParseState *ps, avro_schema_t node, JsonbValue *j, const char *path)
 }
 
 /*
+ * Refuse a record that holds itself through record fields alone, with no
+ * union, array or map between: it has no finite value, and the library's
+ * generic value for it recurses until the stack overflows.  Returns the
+ * bytes of fixed a value of node holds inline, and refuses a record
+ * holding more than SCHEMAS_MAX_INLINE.  state[i] is 1 while named type i
+ * is being walked, 2 once it is known to be finite, with inline[i] bytes.
+ */
+static int64
+check_finite(AvroSchema *s, avro_schema_t node, char *state, int64 *inline_bytes)
+{
+	int			idx = -1;
+	int64		total = 0;
+
+	check_stack_depth();
+	node = SchemasResolveLink(node);
+	if (is_avro_fixed(node))
+		return avro_schema_fixed_size(node);
+	if (!is_avro_record(node))
+		return 0;
+	for (int i = 0; i < s->nnamed && idx < 0; i++)
+		if (s->named[i].schema == node)
+			idx = i;
+	if (idx >= 0 && state[idx] == 2)
+		return inline_bytes[idx];
+	if (idx >= 0 && state[idx] == 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid Avro schema: record \"%s\" contains itself", SchemasBranchName(node)),
+				 errdetail("A record that holds itself through record fields alone has no finite value."),
+				 errhint("Make the recursive field a union with null, such as [\"null\", \"%s\"], or an array or map of it.",
+						 SchemasBranchName(node))));
+	if (idx >= 0)
+		state[idx] = 1;
+	for (int f = 0; f < (int) avro_schema_record_size(node); f++)
+	{
+		total += check_finite(s, avro_schema_record_field_get_by_index(node, f), state, inline_bytes);
+		if (total > SCHEMAS_MAX_INLINE)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid Avro schema: record \"%s\" holds more than %d bytes of fixed fields",
+							SchemasBranchName(node), SCHEMAS_MAX_INLINE),
+					 errdetail("Every value of a record holds its fixed fields (those outside unions, arrays and maps) in memory at once."),
+					 errhint("Use bytes for large binary fields.")));
+	}
+	if (idx >= 0)
+	{
+		state[idx] = 2;
+		inline_bytes[idx] = total;
+	}
+	return total;
+}
+
+/*
  * Parse schema text into a new context under parent.  Errors (syntax,
  * unknown types, duplicates, defaults that do not match their field) are
  * the user's and say where.
@@ -327,16 +427,15 @@ SchemasParse(const char *text, int len, MemoryContext parent)
 		root.val.binary.len = VARSIZE(jb) - VARHDRSZ;
 	}
 	collect(&ps, s->schema, &root, "");
+	if (s->nnamed > 0)
+	{
+		char	   *state = palloc0(s->nnamed);
+		int64	   *inline_bytes = palloc0(sizeof(int64) * s->nnamed);
 
-	/* defaults must be values of their field's type (the first branch of a union) */
-	for (int i = 0; i < s->nnamed; i++)
-		for (int f = 0; f < s->named[i].nfields; f++)
-			if (s->named[i].fields[f].default_value)
-				SchemasCheckDefault(s,
-									avro_schema_record_field_get_by_index(s->named[i].schema, f),
-									s->named[i].fields[f].default_value,
-									psprintf("%s.%s", avro_schema_name(s->named[i].schema),
-											 s->named[i].fields[f].name));
+		for (int i = 0; i < s->nnamed; i++)
+			(void) check_finite(s, s->named[i].schema, state, inline_bytes);
+	}
+	SchemasCheckDefaults(s);
 	MemoryContextSwitchTo(old);
 	return s;
 }

@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "errors.h"
@@ -146,6 +147,36 @@ check_version(const CompatMode *mode, const char *subject, AvroSchema *candidate
 }
 
 /*
+ * Under REPEATABLE READ or SERIALIZABLE the statements below read the
+ * transaction's snapshot, which the lock cannot refresh: a registration
+ * committed since would be missed, and the same schema get a second id.
+ * Refuse as a serialization failure (retry) when the registry has rows
+ * the snapshot does not see.
+ */
+static void
+check_snapshot_current(void)
+{
+	const char *sql = "SELECT (SELECT count(*) FROM commitlog.schemas),"
+		" (SELECT count(*) FROM commitlog.schema_versions)";
+	int64		seen[2];
+	bool		isnull;
+
+	if (!IsolationUsesXactSnapshot())
+		return;
+	CatalogExec(sql, 0, NULL, NULL, NULL);
+	for (int i = 0; i < 2; i++)
+		seen[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull));
+	CatalogRead(sql, 0, NULL, NULL, 1);
+	for (int i = 0; i < 2; i++)
+		if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull)) != seen[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to a concurrent schema registration"),
+					 errdetail("Another transaction registered a schema after this transaction's snapshot was taken."),
+					 errhint("Retry the transaction, or register schemas in a READ COMMITTED transaction.")));
+}
+
+/*
  * register_schema(subject text, schema text, schema_type text DEFAULT 'AVRO')
  * RETURNS int: the schema's id.
  */
@@ -177,6 +208,7 @@ register_schema(PG_FUNCTION_ARGS)
 	args[1] = CStringGetTextDatum(schema);
 	nestlevel = CatalogBegin();
 	CatalogExec("LOCK TABLE commitlog.schemas IN SHARE ROW EXCLUSIVE MODE", 0, NULL, NULL, NULL);
+	check_snapshot_current();
 
 	/* already a version of this subject: its id, nothing new */
 	CatalogExec("SELECT v.schema_id FROM commitlog.schema_versions v"

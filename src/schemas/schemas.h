@@ -30,6 +30,15 @@
 #define SCHEMAS_MAGIC_BYTE		0
 #define SCHEMAS_HEADER_BYTES	5
 
+/*
+ * How deep a value may nest (records, unions, arrays and maps all count).
+ * The library reads, writes and frees values recursively, without
+ * PostgreSQL's stack check, using about 200 bytes of stack a level: a
+ * recursive schema would otherwise let a few kilobytes of data overflow
+ * the stack of every backend that decodes them.
+ */
+#define SCHEMAS_MAX_DEPTH		1000
+
 /* A record field as the schema's JSON has it (the library drops these). */
 typedef struct SchemaField
 {
@@ -84,9 +93,9 @@ extern avro_value_t *SchemasValue(AvroSchema *s);
 /* avro_json.c */
 extern void SchemasJsonbToAvro(AvroSchema *s, Jsonb *jb, avro_value_t *val,
 							   const SchemaWhere *where);
-extern void SchemasCheckDefault(AvroSchema *s, avro_schema_t field_schema,
-								Jsonb *def, const char *path);
+extern void SchemasCheckDefaults(AvroSchema *s);
 extern Jsonb *SchemasAvroToJsonb(avro_value_t *val);
+extern const char *SchemasPathText(const StringInfoData *path);
 
 /* compat.c */
 extern char *SchemasIncompatibility(AvroSchema *reader, AvroSchema *writer);

@@ -29,7 +29,10 @@ OBJS = \
 	src/bgworker/bgworker.o \
 	src/bgworker/launcher.o \
 	src/bgworker/worker.o \
-	src/bgworker/controller.o
+	src/bgworker/controller.o \
+	src/cluster/cluster.o \
+	src/cluster/cluster_sync.o \
+	src/cluster/cluster_local.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 

@@ -62,4 +62,14 @@ extern void BgworkerWake(Oid dbid);
 extern int64 ControllerEpoch(void);
 extern bool ControllerExec(const char *sql);
 
+/*
+ * For the cluster step (src/cluster): the id of commitlog.cluster on the
+ * coordinator while this broker holds its liveness lock there (else 0), and
+ * a query on the coordinator session (NULL, logged, when it failed; the
+ * caller PQclears the result).
+ */
+struct pg_result;
+extern int	ControllerClusterId(void);
+extern struct pg_result *ControllerQuery(const char *sql, int nparams, const char *const *params);
+
 #endif							/* COMMITLOG_BGWORKER_H */

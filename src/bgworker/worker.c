@@ -36,6 +36,7 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
+#include "cluster/cluster.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -369,6 +370,7 @@ commitlog_worker_main(Datum main_arg)
 		worker_run("transaction timeout", worker_transaction_timeout, NULL);
 		worker_run("segment upkeep and retention", worker_retention, worker_retention_failed);
 		worker_run("controller upkeep", ControllerUpkeep, worker_controller_failed);
+		worker_run("cluster upkeep", ClusterUpkeep, NULL);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(cycle_cxt);
 

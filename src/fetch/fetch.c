@@ -18,6 +18,7 @@
 #include "access/detoast.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "cluster/cluster.h"
 #include "commitlog.h"
 #include "errors.h"
 #include "executor/spi.h"
@@ -126,6 +127,7 @@ FetchRangeOf(Topic *topic, int32 partition, Snapshot *snapshot)
 	OffsetsEnd	end = OffsetsGetEnd(&key);
 	FetchRange	range;
 
+	(void) ClusterFollowerEnd(topic, partition, &end);
 	/* the snapshot is taken only now, after the stable offset */
 	*snapshot = RegisterSnapshot(GetLatestSnapshot());
 	range.earliest = fetch_log_start(topic, partition, *snapshot);
@@ -301,7 +303,8 @@ fetch(PG_FUNCTION_ARGS)
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (remaining <= 0)
 			break;
-		OffsetsWaitForChange(&key, range.stable, remaining);
+		if (!ClusterFollowerWait(topic, partition, remaining))
+			OffsetsWaitForChange(&key, range.stable, remaining);
 	}
 	SPI_finish();
 	return (Datum) 0;

@@ -358,9 +358,10 @@ replica_watermark_applied(PG_FUNCTION_ARGS)
 	int32		partition;
 	int64		segment_end;
 	int64		last_end;
+	int64		log_start;
 	char	   *name;
-	Oid			argtypes[2] = {INT4OID, INT4OID};
-	Datum		args[2];
+	Oid			argtypes[3] = {INT4OID, INT4OID, INT8OID};
+	Datum		args[3];
 	int			nestlevel;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
@@ -370,6 +371,7 @@ replica_watermark_applied(PG_FUNCTION_ARGS)
 	desc = trigdata->tg_relation->rd_att;
 	topic_id = DatumGetInt32(heap_getattr(tuple, 2, desc, &isnull));
 	partition = DatumGetInt32(heap_getattr(tuple, 3, desc, &isnull));
+	log_start = DatumGetInt64(heap_getattr(tuple, 5, desc, &isnull));
 	segment_end = DatumGetInt64(heap_getattr(tuple, 6, desc, &isnull));
 
 	nestlevel = CatalogBegin();
@@ -385,6 +387,15 @@ replica_watermark_applied(PG_FUNCTION_ARGS)
 		last_end = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 		if (!isnull && last_end < segment_end)
 			TopicCreateSegment(name, topic_id, partition, last_end, segment_end);
+
+		/*
+		 * The leader's retention raised its log start offset: so does this
+		 * copy, and the worker here drops the segments wholly below it.
+		 */
+		args[2] = Int64GetDatum(log_start);
+		(void) CatalogExec("UPDATE commitlog.partitions SET log_start_offset = $3 "
+						   "WHERE topic_id = $1 AND partition = $2 AND log_start_offset < $3",
+						   3, argtypes, args, NULL);
 	}
 	CatalogEnd(nestlevel);
 	return PointerGetDatum(tuple);

@@ -334,8 +334,10 @@ latest_offset(PG_FUNCTION_ARGS)
 	int32		partition;
 	Topic	   *topic = fetch_open(fcinfo, &partition);
 	OffsetsPartitionKey key = TopicPartitionKey(topic, partition);
+	OffsetsEnd	end = OffsetsGetEnd(&key);
 
-	PG_RETURN_INT64(OffsetsGetEnd(&key).stable);
+	(void) ClusterFollowerEnd(topic, partition, &end);
+	PG_RETURN_INT64(end.stable);
 }
 
 /*

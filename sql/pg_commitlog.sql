@@ -726,11 +726,14 @@ SELECT r.broker_id,
                   AND l.objid = r.broker_id::pg_catalog.oid
                   AND l.objsubid = 2
                   AND l.granted) AS alive,
-       COALESCE(r.broker_id = c.broker_id, false) AS is_controller
+       COALESCE(r.broker_id = c.broker_id, false) AS is_controller,
+       cl.name AS cluster
   FROM commitlog.broker_registry r
+  LEFT JOIN commitlog.clusters cl ON cl.id = r.cluster_id
   LEFT JOIN commitlog.controller_state cs ON cs.cluster_id = r.cluster_id
   LEFT JOIN commitlog.controller c ON c.pid = cs.pid AND c.epoch = cs.epoch
 UNION ALL
-SELECT m.broker_id, m.conninfo, m.alive, m.is_controller
+SELECT m.broker_id, m.conninfo, m.alive, m.is_controller,
+       pg_catalog.current_setting('commitlog.cluster')
   FROM commitlog.cluster_brokers m
  WHERE NOT EXISTS (SELECT 1 FROM commitlog.broker_registry);

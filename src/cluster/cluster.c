@@ -261,6 +261,37 @@ ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition)
 }
 
 /*
+ * Keyless records (produce.c's round-robin): the first partition from
+ * candidate on, cyclically, that this broker leads, so that round-robin
+ * stays on this broker's partitions; candidate when it leads none (the
+ * leader check then names the leader).
+ */
+int32
+ClusterLedPartition(const Topic *topic, int32 candidate)
+{
+	Oid			argtypes[3] = {INT4OID, INT4OID, INT4OID};
+	Datum		args[3];
+	int			nestlevel;
+	bool		isnull;
+	int32		partition = candidate;
+
+	if (!ClusterEnabled())
+		return candidate;
+	nestlevel = CatalogBegin();
+	args[0] = Int32GetDatum(topic->id);
+	args[1] = Int32GetDatum(candidate);
+	args[2] = Int32GetDatum(topic->partitions);
+	CatalogRead("SELECT a.partition FROM commitlog.cluster_assignments a "
+				"WHERE a.topic_id = $1 AND a.partition < $3 "
+				"AND a.leader = pg_catalog.current_setting('commitlog.broker_id')::int "
+				"ORDER BY (a.partition - $2 + $3) % $3 LIMIT 1", 3, argtypes, args, 1);
+	if (SPI_processed == 1)
+		partition = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	CatalogEnd(nestlevel);
+	return partition;
+}
+
+/*
  * The follower's readable end: the stable offset its leader last
  * replicated.  The leader writes the watermark after every record below it
  * has committed, and the apply worker applies in commit order, so every

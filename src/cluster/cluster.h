@@ -46,6 +46,7 @@ extern void ClusterRefuseDDL(const char *what);
 
 /* Produce (produce.c): CL002 unless this broker leads the partition (-1: any) */
 extern void ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition);
+extern int32 ClusterLedPartition(const Topic *topic, int32 candidate);
 
 /*
  * Fetch (fetch.c): on a follower, the readable end is the leader's

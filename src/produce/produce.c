@@ -130,7 +130,7 @@ produce_resolve(Topic *topic, ProduceRecord *recs, int n)
 		else
 		{
 			if (sticky < 0)
-				sticky = (int32) (topic->next_sticky++ % (uint32) topic->partitions);
+				sticky = ClusterLedPartition(topic, (int32) (topic->next_sticky++ % (uint32) topic->partitions));
 			r->partition = sticky;
 		}
 		ClusterCheckLeader(topic->name, topic->id, r->partition);

@@ -193,7 +193,30 @@ ok( node_of($replica2)->poll_query_until('postgres',
 		q{SELECT commitlog.latest_offset('payments', 0) = 1}),
 	'its follower gets the record');
 
+# --- leaders spread; keyless records stay on partitions led locally --------
+$b1->safe_psql('postgres', q{SELECT commitlog.create_topic('spread', 3, 1)});
+for my $node (@nodes)
+{
+	ok( $node->poll_query_until('postgres',
+			q{SELECT count(*) = 1 FROM commitlog.partition_list
+			   WHERE topic = 'spread' AND leader = current_setting('commitlog.broker_id')::int}),
+		$node->name . ' leads one partition of spread');
+	my $mine = $node->safe_psql('postgres',
+		q{SELECT partition FROM commitlog.partition_list
+		   WHERE topic = 'spread' AND leader = current_setting('commitlog.broker_id')::int});
+	is( $node->safe_psql('postgres',
+			q{SELECT string_agg(DISTINCT (p).partition::text, ',')
+			    FROM (SELECT commitlog.produce('spread', 'x'::bytea) AS p
+			            FROM generate_series(1, 4)) s}),
+		$mine, $node->name . ': keyless records go to the partition it leads');
+}
+is($b1->safe_psql('postgres',
+		q{SELECT count(DISTINCT p.leader) FROM commitlog.cluster_partitions p
+		    JOIN commitlog.cluster_topics t ON t.id = p.topic_id WHERE t.name = 'spread'}),
+	'3', 'the three partitions have three different leaders');
+
 # --- drop_topic removes everything everywhere --------------------------------
+$b2->safe_psql('postgres', q{SELECT commitlog.drop_topic('spread')});
 $b2->safe_psql('postgres', q{SELECT commitlog.drop_topic('orders')});
 $b2->safe_psql('postgres', q{SELECT commitlog.drop_topic('payments')});
 ($state) = sql_error($b2, 'postgres', q{SELECT commitlog.drop_topic('payments')});

@@ -14,7 +14,8 @@
  *	   held back readers longer than commitlog.transaction_timeout;
  *	3. segment upkeep, and retention every commitlog.retention_check_interval
  *	   (RetentionMaintain, src/retention);
- *	4. controller upkeep on the coordinator session (controller.c).
+ *	4. controller upkeep on the coordinator session (controller.c);
+ *	5. cluster upkeep, in cluster mode (src/cluster).
  *
  * Segment upkeep comes before the controller so that a producer who woke
  * the worker for a segment does not wait behind coordinator I/O (bounded,

@@ -304,14 +304,19 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 	Datum		args[2] = {Int32GetDatum(topic->id), Int32GetDatum(partition)};
 	int			nestlevel;
 	bool		isnull;
+	bool		replica;
 	int64		stable = 0;
 
 	if (!ClusterEnabled())
 		return false;
 	nestlevel = CatalogBegin();
-	CatalogRead("SELECT w.stable_offset FROM commitlog.cluster_assignments a "
+	CatalogRead("SELECT w.stable_offset, "
+				"pg_catalog.current_setting('commitlog.broker_id')::int = ANY (a.replicas), "
+				"a.leader, b.conninfo "
+				"FROM commitlog.cluster_assignments a "
 				"LEFT JOIN commitlog.replica_watermarks w ON w.leader_id = a.leader "
 				"AND w.topic_id = a.topic_id AND w.partition = a.partition "
+				"LEFT JOIN commitlog.cluster_brokers b ON b.broker_id = a.leader "
 				"WHERE a.topic_id = $1 AND a.partition = $2 "
 				"AND a.leader IS DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int",
 				2, argtypes, args, 1);
@@ -319,6 +324,21 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 	{
 		CatalogEnd(nestlevel);
 		return false;
+	}
+	replica = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (isnull || !replica)
+	{
+		char	   *leader = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		char	   *conninfo = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+
+		/* the local copy of a partition hosted elsewhere stays empty */
+		ereport(ERROR,
+				(errcode(ERRCODE_COMMITLOG_NOT_LEADER),
+				 errmsg("broker %d holds no replica of partition %d of topic \"%s\"",
+						commitlog_broker_id, partition, topic->name),
+				 errdetail("Its replicas are on other brokers of the cluster."),
+				 errhint("Read it on its leader, broker %s (%s), or on one of its followers.",
+						 leader ? leader : "?", conninfo ? conninfo : "its conninfo is not known yet")));
 	}
 	stable = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull || stable < 0)

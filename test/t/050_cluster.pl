@@ -210,6 +210,12 @@ for my $node (@nodes)
 			            FROM generate_series(1, 4)) s}),
 		$mine, $node->name . ': keyless records go to the partition it leads');
 }
+my ($other) = grep { $_ ne $b1->safe_psql('postgres',
+		q{SELECT partition FROM commitlog.partition_list
+		   WHERE topic = 'spread' AND leader = current_setting('commitlog.broker_id')::int}) } (0, 1, 2);
+($state, $err) = sql_error($b1, 'postgres', qq{SELECT commitlog.latest_offset('spread', $other)});
+is($state, 'CL002', 'reading a partition this broker holds no replica of: CL002');
+like($err, qr/broker 1 holds no replica of partition $other of topic "spread"/, '... saying so');
 is($b1->safe_psql('postgres',
 		q{SELECT count(DISTINCT p.leader) FROM commitlog.cluster_partitions p
 		    JOIN commitlog.cluster_topics t ON t.id = p.topic_id WHERE t.name = 'spread'}),

@@ -21,6 +21,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(gettimeofday tv_interval);
 use CommitlogTAP;
 
 my $base_conf = "wal_level = logical\n"
@@ -122,6 +123,7 @@ ok($leader->safe_psql('postgres',
 		   WHERE t.name = 'orders'}),
 	'... in more segments than create_topic made');
 my $expected = dump_partition($leader, 'postgres', 'orders', 0);
+my $t0 = [gettimeofday];
 for my $f (@followers)
 {
 	ok( $f->poll_query_until('postgres',
@@ -129,7 +131,28 @@ for my $f (@followers)
 		$f->name . ' serves up to the leader\'s stable offset');
 	is(dump_partition($f, 'postgres', 'orders', 0), $expected,
 		$f->name . ' has the same offsets, timestamps, keys, values and headers');
+	ok( $f->safe_psql('postgres',
+			q{SELECT count(*) > 2 FROM commitlog.segments s JOIN commitlog.topics t ON t.id = s.topic_id
+			   WHERE t.name = 'orders'}),
+		$f->name . ' created the later segments itself, before their records arrived');
 }
+diag sprintf('followers readable %.2f s after the produce committed (worker_naptime 100 ms)',
+	tv_interval($t0));
+
+# a follower that was down catches up from its slot
+my ($down) = grep { $_ != $b1 } @followers;    # not the coordinator
+my ($up) = grep { $_ != $down } @followers;
+$down->stop;
+$leader->safe_psql('postgres',
+	q{SELECT count(*) FROM commitlog.produce_batch('orders', ARRAY['while down 1', 'while down 2']::bytea[], partition => 0)});
+$latest += 2;
+$down->start;
+ok($down->poll_query_until('postgres', qq{SELECT commitlog.latest_offset('orders', 0) = $latest}),
+	'a follower restarted after missing records catches up');
+$expected = dump_partition($leader, 'postgres', 'orders', 0);
+is(dump_partition($down, 'postgres', 'orders', 0), $expected, '... with the same records');
+ok($up->poll_query_until('postgres', qq{SELECT commitlog.latest_offset('orders', 0) = $latest}),
+	'the other follower too');
 
 # --- produce on a follower --------------------------------------------------
 ($state, $err) = sql_error($followers[0], 'postgres',

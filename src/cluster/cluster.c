@@ -34,6 +34,8 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
 
 PG_FUNCTION_INFO_V1(replica_watermark_applied);
 
@@ -180,8 +182,23 @@ ClusterDropTopic(const char *name)
 {
 	const char *params[2];
 
+	Oid			relid;
+
 	if (!ClusterEnabled() || materialize_id != 0)
 		return false;
+
+	/*
+	 * As for a local topic: the owner of the topic's table (this broker's
+	 * copy, which the worker made as a superuser), or a superuser.
+	 */
+	relid = get_relname_relid(name, TopicSchemaOid(false));
+	if (OidIsValid(relid) ? !pg_class_ownercheck(relid, GetUserId()) : !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of topic \"%s\"", name),
+				 errdetail("In cluster mode, dropping a topic needs ownership of its copy commitlog_topics.%s on this broker, or superuser.",
+						   quote_identifier(name)),
+				 errhint("Ask the owner, or a superuser, to do it.")));
 	params[0] = commitlog_cluster;
 	params[1] = name;
 	coordinator_call("SELECT commitlog.cluster_drop_topic($1, $2)", 2, params);

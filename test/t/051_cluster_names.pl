@@ -85,6 +85,9 @@ is( $a->safe_psql('postgres',
 is($a->safe_psql('postgres', q{SELECT count(*) FROM commitlog.cluster_topics WHERE name = 'local'}),
 	'0', '... and stays out of the cluster metadata');
 
+$b->safe_psql('postgres', 'CREATE ROLE someone LOGIN');
+($state) = sql_error($b, 'postgres', q{SET ROLE someone; SELECT commitlog.drop_topic('t')});
+is($state, '42501', 'drop_topic in cluster mode needs ownership of the local copy');
 $b->safe_psql('postgres', q{SELECT commitlog.drop_topic('t')});
 ok($b->poll_query_until('postgres', q{SELECT count(*) = 0 FROM commitlog.topics}),
 	'drop_topic in cluster mode removes B\'s copy');

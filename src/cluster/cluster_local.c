@@ -296,7 +296,8 @@ reconcile_watermarks(void)
 	SPITupleTable *rows;
 
 	ClusterXactBegin("pg_commitlog: replicating watermarks");
-	n = spi_query(psprintf("SELECT t.name, w.topic_id, w.partition, w.stable_offset, p.log_start_offset "
+	n = spi_query(psprintf("SELECT t.name, w.topic_id, w.partition, w.stable_offset, p.log_start_offset, "
+						   "w.log_start_offset "
 						   "FROM commitlog.replica_watermarks w "
 						   "JOIN commitlog.topics t ON t.id = w.topic_id "
 						   "JOIN commitlog.partitions p ON p.topic_id = w.topic_id AND p.partition = w.partition "
@@ -317,7 +318,8 @@ reconcile_watermarks(void)
 		topic = TopicOpen(spi_text(i, 1), AccessShareLock);
 		key = TopicPartitionKey(topic, spi_int(i, 3));
 		end = OffsetsGetEnd(&key);
-		if (end.stable == seen)
+		if (end.stable == seen &&
+			log_start == DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 6, &isnull)))
 			continue;
 		spi_run(psprintf("UPDATE commitlog.replica_watermarks SET stable_offset = " INT64_FORMAT
 						 ", log_start_offset = " INT64_FORMAT ", updated_at = pg_catalog.now() "

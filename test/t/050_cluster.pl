@@ -154,6 +154,14 @@ is(dump_partition($down, 'postgres', 'orders', 0), $expected, '... with the same
 ok($up->poll_query_until('postgres', qq{SELECT commitlog.latest_offset('orders', 0) = $latest}),
 	'the other follower too');
 
+# the leader's log start offset moves on the followers too
+$leader->safe_psql('postgres', q{SELECT commitlog.delete_records('orders', 0, 1500)});
+for my $f (@followers)
+{
+	ok($f->poll_query_until('postgres', q{SELECT commitlog.earliest_offset('orders', 0) = 1500}),
+		$f->name . ': delete_records on the leader raises the follower\'s earliest offset');
+}
+
 # --- produce on a follower --------------------------------------------------
 ($state, $err) = sql_error($followers[0], 'postgres',
 	q{SELECT commitlog.produce('orders', 'nope'::bytea, partition => 0)});

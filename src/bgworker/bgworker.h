@@ -17,10 +17,12 @@
 /*
  * Advisory lock keys, pg_try_advisory_lock(int4, int4), taken by a worker on
  * its session in the coordinator database:
- *	- the controller lock: (BGWORKER_LOCK_CONTROLLER, 1); its holder is the
+ *	- the controller lock: (BGWORKER_LOCK_CONTROLLER, c) for the cluster
+ *	  with id c in commitlog.clusters (1: 'default'); its holder is the
  *	  controller;
- *	- a broker's liveness lock: (BGWORKER_LOCK_BROKER, broker_id), held while
- *	  the broker's worker is connected, so liveness needs no heartbeat.
+ *	- a broker's liveness lock: (BGWORKER_LOCK_BROKER + c - 1, broker_id),
+ *	  held while the broker's worker is connected, so liveness needs no
+ *	  heartbeat.
  * And in each database (not the coordinator):
  *	- the restore lock: (BGWORKER_LOCK_RESTORE, 0), held in share mode by every
  *	  session that ran a statement with commitlog.restore_mode on, and taken

@@ -7,13 +7,15 @@
  * (commitlog.coordinator; empty: a loopback connection to the worker's own
  * database, so that a single server is a cluster of its own).  On it:
  *
- *	- after connecting, it takes its broker's liveness lock
- *	  (BGWORKER_LOCK_BROKER, broker_id) and records the broker in
+ *	- after connecting, it looks up its cluster's id c (commitlog.cluster,
+ *	  commitlog.cluster_join; 1 is 'default'), takes its broker's liveness
+ *	  lock (BGWORKER_LOCK_BROKER + c - 1, broker_id) and records the broker in
  *	  commitlog.broker_registry.  The lock lives exactly as long as the
  *	  session, so commitlog.brokers shows a broker alive while pg_locks shows
  *	  the lock: no heartbeat table;
- *	- every cycle it tries the controller lock (BGWORKER_LOCK_CONTROLLER, 1)
- *	  without waiting.  The winner bumps commitlog.controller_state.epoch on
+ *	- every cycle it tries the controller lock (BGWORKER_LOCK_CONTROLLER, c)
+ *	  without waiting (a broker that did not get its liveness lock does not
+ *	  stand).  The winner bumps commitlog.controller_state.epoch on
  *	  the same session, and is the controller until that session ends.
  *
  * When the session ends (pg_terminate_backend, a coordinator restart, a

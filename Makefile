@@ -36,7 +36,10 @@ OBJS = \
 	src/schemas/codec.o \
 	src/schemas/cache.o \
 	src/schemas/hook.o \
-	src/schemas/registry.o
+	src/schemas/registry.o \
+	src/cluster/cluster.o \
+	src/cluster/cluster_sync.o \
+	src/cluster/cluster_local.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 

@@ -312,8 +312,9 @@ GRANT SELECT ON commitlog.group_offsets TO PUBLIC;
 -- The controller: one row, written only by the worker that holds the
 -- controller advisory lock (1129074503, 1), on the session that holds it.
 -- epoch only grows; every election adds one.
+-- One row per cluster (commitlog.clusters, cluster 1 is 'default').
 CREATE TABLE commitlog.controller_state (
-    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    cluster_id int PRIMARY KEY DEFAULT 1,
     broker_id int,
     epoch bigint NOT NULL DEFAULT 0,
     elected_at timestamptz,
@@ -323,10 +324,16 @@ INSERT INTO commitlog.controller_state DEFAULT VALUES;
 
 -- Brokers that have connected to this coordinator.  A broker is alive while
 -- its worker's session holds the liveness lock (1129070162, broker_id).
+-- member: the broker runs in cluster mode (commitlog.coordinator set) and
+-- so hosts replicas; a broker whose coordinator is its own database only
+-- takes part in the election.
 CREATE TABLE commitlog.broker_registry (
-    broker_id int PRIMARY KEY CHECK (broker_id >= 0),
+    cluster_id int NOT NULL DEFAULT 1,
+    broker_id int NOT NULL CHECK (broker_id >= 0),
     conninfo text,
-    registered_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    registered_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    member boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (cluster_id, broker_id)
 );
 
 GRANT SELECT ON commitlog.controller_state, commitlog.broker_registry TO PUBLIC;
@@ -464,3 +471,358 @@ RETURNS commitlog.position
 LANGUAGE sql VOLATILE PARALLEL UNSAFE
 AS $$ SELECT commitlog.produce(topic, commitlog.encode_value(topic, value),
                                key, partition, headers, ts) $$;
+-- Cluster and replication (src/cluster, DESIGN 9, docs/replication.md).
+--
+-- Two groups of objects.  The coordinator's (clusters, cluster_topics,
+-- cluster_partitions, cluster_leader_epochs and the cluster_* functions) are
+-- used only in the database that commitlog.coordinator names: the cluster's
+-- metadata, written by create_topic/drop_topic of any broker over libpq and
+-- by the controller.  Every broker's own (cluster_assignments,
+-- cluster_brokers, replica_watermarks) are written by its worker: a copy of
+-- the coordinator's assignment for the hot paths, and the watermarks that
+-- leaders publish to their followers.  Runtime state: nothing here is dumped.
+------------------------------------------------------------------------------
+
+-- commitlog.cluster names a cluster; the first broker that names it creates
+-- it.  Cluster 1 is 'default'.  Advisory locks of cluster c: controller
+-- (1129074503, c), liveness of broker b (1129070162 + c - 1, b).
+CREATE TABLE commitlog.clusters (
+    id serial PRIMARY KEY,
+    name text NOT NULL UNIQUE CHECK (pg_catalog.length(name) BETWEEN 1 AND 63)
+);
+INSERT INTO commitlog.clusters (name) VALUES ('default');
+
+-- Topic ids are cluster-wide (the internal table names t<id>$p<n> must match
+-- on every replica, for the publications); they start high so that they do
+-- not meet the ids of topics a broker made before joining a cluster.
+CREATE SEQUENCE commitlog.cluster_topic_id_seq AS int START WITH 1048576 MINVALUE 1048576;
+
+-- deleting: drop_topic was called; each broker appends itself to dropped_on
+-- once its copy, publication entries and subscriptions are gone, and the
+-- controller then removes the row.
+CREATE TABLE commitlog.cluster_topics (
+    id int PRIMARY KEY DEFAULT pg_catalog.nextval('commitlog.cluster_topic_id_seq'),
+    cluster_id int NOT NULL REFERENCES commitlog.clusters,
+    name text NOT NULL,
+    partitions int NOT NULL CHECK (partitions > 0),
+    replication_factor int NOT NULL CHECK (replication_factor > 0),
+    config jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    deleting boolean NOT NULL DEFAULT false,
+    dropped_on int[] NOT NULL DEFAULT '{}',
+    UNIQUE (cluster_id, name)
+);
+
+-- replicas: NULL until the controller assigns them; replicas[1] is the
+-- preferred leader.  isr equals replicas until ISR tracking exists;
+-- leader_epoch and high_watermark are for leader failover (KIP-101).
+CREATE TABLE commitlog.cluster_partitions (
+    topic_id int NOT NULL REFERENCES commitlog.cluster_topics ON DELETE CASCADE,
+    partition int NOT NULL,
+    replicas int[],
+    leader int,
+    isr int[],
+    leader_epoch int NOT NULL DEFAULT 0,
+    high_watermark bigint,
+    PRIMARY KEY (topic_id, partition)
+);
+
+-- KIP-101's leader epoch cache: (epoch, the first offset the epoch's leader
+-- wrote).  A returning leader truncates to the start of the next epoch.
+CREATE TABLE commitlog.cluster_leader_epochs (
+    topic_id int NOT NULL,
+    partition int NOT NULL,
+    leader_epoch int NOT NULL,
+    start_offset bigint NOT NULL,
+    leader int NOT NULL,
+    PRIMARY KEY (topic_id, partition, leader_epoch),
+    FOREIGN KEY (topic_id, partition) REFERENCES commitlog.cluster_partitions ON DELETE CASCADE
+);
+
+GRANT SELECT ON commitlog.clusters, commitlog.cluster_topics, commitlog.cluster_partitions,
+                commitlog.cluster_leader_epochs TO PUBLIC;
+
+-- A cluster's id, creating the cluster (and its controller_state row) on
+-- first use.  Called by each worker when it connects to the coordinator.
+CREATE FUNCTION commitlog.cluster_join(cluster text)
+RETURNS int
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cid int;
+BEGIN
+    INSERT INTO commitlog.clusters (name) VALUES (cluster) ON CONFLICT (name) DO NOTHING;
+    SELECT c.id INTO cid FROM commitlog.clusters c WHERE c.name = cluster;
+    INSERT INTO commitlog.controller_state (cluster_id) VALUES (cid) ON CONFLICT DO NOTHING;
+    RETURN cid;
+END
+$$;
+
+-- Member brokers whose worker holds the cluster's liveness lock now.
+CREATE FUNCTION commitlog.cluster_live_brokers(cluster_id int)
+RETURNS int[]
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT COALESCE(pg_catalog.array_agg(r.broker_id ORDER BY r.broker_id), '{}')
+  FROM commitlog.broker_registry r
+ WHERE r.cluster_id = $1 AND r.member
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                  AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                     WHERE d.datname = pg_catalog.current_database())
+                  AND l.classid = (1129070162 + $1 - 1)::pg_catalog.oid
+                  AND l.objid = r.broker_id::pg_catalog.oid)
+$$;
+
+-- create_topic on a broker in cluster mode runs this on the coordinator.
+-- The replicas are assigned by the controller (cluster_assign), at once if
+-- enough brokers are alive now; refusing here gives the caller the error.
+CREATE FUNCTION commitlog.cluster_create_topic(cluster text, topic text, partitions int,
+                                               replication_factor int, config jsonb)
+RETURNS int
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cid int := commitlog.cluster_join(cluster);
+    live int[];
+    tid int;
+BEGIN
+    -- serializes topic creation in the cluster (and with cluster_assign)
+    PERFORM 1 FROM commitlog.clusters c WHERE c.id = cid FOR UPDATE;
+    IF EXISTS (SELECT 1 FROM commitlog.cluster_topics t WHERE t.cluster_id = cid AND t.name = topic) THEN
+        RAISE EXCEPTION 'topic "%" already exists', topic
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = pg_catalog.format('Cluster "%s" has a topic of that name (or one still being dropped).', cluster),
+                  HINT = 'Choose another name, or drop the topic first with commitlog.drop_topic().';
+    END IF;
+    live := commitlog.cluster_live_brokers(cid);
+    IF replication_factor > pg_catalog.cardinality(live) THEN
+        RAISE EXCEPTION 'replication factor % is larger than the number of available brokers (%)',
+                        replication_factor, pg_catalog.cardinality(live)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = pg_catalog.format('The live brokers of cluster "%s" are %s.', cluster, live::text),
+                  HINT = 'Start more brokers, or use a smaller replication_factor.';
+    END IF;
+    INSERT INTO commitlog.cluster_topics (cluster_id, name, partitions, replication_factor, config)
+    VALUES (cid, topic, partitions, replication_factor, config)
+    RETURNING id INTO tid;
+    INSERT INTO commitlog.cluster_partitions (topic_id, partition)
+    SELECT tid, p FROM pg_catalog.generate_series(0, partitions - 1) p;
+    RETURN tid;
+END
+$$;
+
+-- drop_topic on a broker in cluster mode: mark the topic; the workers
+-- remove it everywhere.
+CREATE FUNCTION commitlog.cluster_drop_topic(cluster text, topic text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE commitlog.cluster_topics t SET deleting = true
+      FROM commitlog.clusters c
+     WHERE c.name = cluster AND t.cluster_id = c.id AND t.name = topic AND NOT t.deleting;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'topic "%" does not exist', topic
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = pg_catalog.format('Cluster "%s" has no such topic, or it is being dropped already.', cluster),
+                  HINT = 'Look in commitlog.topic_list for existing topics.';
+    END IF;
+END
+$$;
+
+-- The controller's duty (run fenced, on its coordinator session): assign
+-- the replicas of new partitions round-robin over the live member brokers,
+-- starting each topic at the broker that leads the fewest partitions, so
+-- leaders spread as Kafka spreads them; and forget dropped topics that
+-- every live replica has let go of.  Returns the partitions assigned.
+CREATE FUNCTION commitlog.cluster_assign(cluster_id int)
+RETURNS int
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    live int[] := commitlog.cluster_live_brokers(cluster_id);
+    n int := pg_catalog.cardinality(live);
+    t record;
+    start int;
+    n_done int;
+    assigned int := 0;
+BEGIN
+    FOR t IN SELECT ct.id, ct.replication_factor
+               FROM commitlog.cluster_topics ct
+              WHERE ct.cluster_id = cluster_assign.cluster_id AND NOT ct.deleting
+                AND EXISTS (SELECT 1 FROM commitlog.cluster_partitions p
+                             WHERE p.topic_id = ct.id AND p.replicas IS NULL)
+              ORDER BY ct.id
+    LOOP
+        CONTINUE WHEN t.replication_factor > n;
+        SELECT b.i INTO start
+          FROM pg_catalog.unnest(live) WITH ORDINALITY AS b(id, i)
+         ORDER BY (SELECT pg_catalog.count(*) FROM commitlog.cluster_partitions p
+                     JOIN commitlog.cluster_topics ct ON ct.id = p.topic_id
+                    WHERE ct.cluster_id = cluster_assign.cluster_id AND p.leader = b.id), b.i
+         LIMIT 1;
+        UPDATE commitlog.cluster_partitions p
+           SET replicas = r.reps, leader = r.reps[1], isr = r.reps
+          FROM (SELECT p2.partition,
+                       ARRAY(SELECT live[((start - 1 + p2.partition + j) % n) + 1]
+                               FROM pg_catalog.generate_series(0, t.replication_factor - 1) j
+                              ORDER BY j) AS reps
+                  FROM commitlog.cluster_partitions p2
+                 WHERE p2.topic_id = t.id AND p2.replicas IS NULL) r
+         WHERE p.topic_id = t.id AND p.partition = r.partition;
+        GET DIAGNOSTICS n_done = ROW_COUNT;
+        assigned := assigned + n_done;
+        INSERT INTO commitlog.cluster_leader_epochs (topic_id, partition, leader_epoch, start_offset, leader)
+        SELECT p.topic_id, p.partition, 0, 0, p.leader
+          FROM commitlog.cluster_partitions p
+         WHERE p.topic_id = t.id
+        ON CONFLICT DO NOTHING;
+    END LOOP;
+
+    DELETE FROM commitlog.cluster_topics ct
+     WHERE ct.cluster_id = cluster_assign.cluster_id AND ct.deleting
+       AND NOT EXISTS (SELECT 1 FROM commitlog.cluster_partitions p, pg_catalog.unnest(p.replicas) r(b)
+                        WHERE p.topic_id = ct.id AND r.b = ANY (live) AND NOT r.b = ANY (ct.dropped_on));
+    RETURN assigned;
+END
+$$;
+
+REVOKE ALL ON FUNCTION commitlog.cluster_join(text), commitlog.cluster_assign(int),
+                       commitlog.cluster_create_topic(text, text, int, int, jsonb),
+                       commitlog.cluster_drop_topic(text, text) FROM PUBLIC;
+
+-- controller_fence for a named cluster (controller_fence(epoch) is the
+-- 'default' cluster's).
+CREATE FUNCTION commitlog.cluster_fence(cluster text, epoch bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'cluster_fence'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION commitlog.cluster_fence(text, bigint) FROM PUBLIC;
+
+-- This broker's copy of its cluster's assignment and brokers, refreshed by
+-- its worker from the coordinator each cycle; produce, fetch and
+-- partition_list read it.  Empty outside cluster mode.
+CREATE TABLE commitlog.cluster_assignments (
+    topic_id int NOT NULL,
+    topic text NOT NULL,
+    partition int NOT NULL,
+    partitions int NOT NULL,
+    replication_factor int NOT NULL,
+    config jsonb NOT NULL,
+    deleting boolean NOT NULL,
+    replicas int[],
+    leader int,
+    isr int[],
+    leader_epoch int NOT NULL,
+    PRIMARY KEY (topic_id, partition)
+);
+CREATE INDEX ON commitlog.cluster_assignments (topic);
+
+CREATE TABLE commitlog.cluster_brokers (
+    broker_id int PRIMARY KEY,
+    conninfo text,
+    alive boolean NOT NULL,
+    is_controller boolean NOT NULL
+);
+
+-- What a leader tells its followers, per partition it leads: how far they
+-- may serve reads (its stable offset), its log start offset, and the end of
+-- its newest segment.  Leader L writes the rows with leader_id = L and
+-- publishes them (row filter leader_id = L) in the same stream as the
+-- records, so a follower applies a watermark only after every record below
+-- it, and a segment bound before any record in that segment (the trigger
+-- below creates the segment in the apply worker's transaction).
+CREATE TABLE commitlog.replica_watermarks (
+    leader_id int NOT NULL,
+    topic_id int NOT NULL,
+    partition int NOT NULL,
+    stable_offset bigint NOT NULL,
+    log_start_offset bigint NOT NULL,
+    segment_end bigint NOT NULL,
+    leader_epoch int NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (leader_id, topic_id, partition)
+);
+
+GRANT SELECT ON commitlog.cluster_assignments, commitlog.cluster_brokers,
+                commitlog.replica_watermarks TO PUBLIC;
+
+-- Fires only in the logical replication apply worker (ENABLE REPLICA).
+CREATE FUNCTION commitlog.replica_watermark_applied()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'replica_watermark_applied'
+LANGUAGE C;
+CREATE TRIGGER replica_watermark_applied
+    BEFORE INSERT OR UPDATE ON commitlog.replica_watermarks
+    FOR EACH ROW EXECUTE FUNCTION commitlog.replica_watermark_applied();
+ALTER TABLE commitlog.replica_watermarks ENABLE REPLICA TRIGGER replica_watermark_applied;
+
+-- leader, replicas and isr from the cluster's assignment in cluster mode.
+CREATE OR REPLACE VIEW commitlog.partition_list AS
+SELECT t.name AS topic,
+       p.partition,
+       commitlog.earliest_offset(t.name, p.partition) AS earliest_offset,
+       commitlog.latest_offset(t.name, p.partition) AS latest_offset,
+       (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid))::bigint
+          FROM commitlog.segments s
+          JOIN pg_catalog.pg_class c
+            ON c.relname = s.relname
+           AND c.relnamespace = 'commitlog_topics'::pg_catalog.regnamespace
+         WHERE s.topic_id = p.topic_id AND s.partition = p.partition) AS size_bytes,
+       (SELECT pg_catalog.count(*)::int
+          FROM commitlog.segments s
+         WHERE s.topic_id = p.topic_id AND s.partition = p.partition) AS segments,
+       COALESCE(a.leader, pg_catalog.current_setting('commitlog.broker_id')::int) AS leader,
+       COALESCE(a.replicas, ARRAY[pg_catalog.current_setting('commitlog.broker_id')::int]) AS replicas,
+       COALESCE(a.isr, ARRAY[pg_catalog.current_setting('commitlog.broker_id')::int]) AS isr
+  FROM commitlog.topics t
+  JOIN commitlog.partitions p ON p.topic_id = t.id
+  LEFT JOIN commitlog.cluster_assignments a ON a.topic_id = t.id AND a.partition = p.partition;
+
+-- Per cluster: the controller lock of cluster c is (1129074503, c).
+CREATE OR REPLACE VIEW commitlog.controller AS
+SELECT s.broker_id, s.epoch, s.elected_at, s.pid
+  FROM commitlog.controller_state s
+ WHERE s.epoch > 0
+   AND EXISTS (SELECT 1
+                 FROM pg_catalog.pg_locks l
+                WHERE l.locktype = 'advisory'
+                  AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                     WHERE d.datname = pg_catalog.current_database())
+                  AND l.classid = 1129074503::pg_catalog.oid
+                  AND l.objid = s.cluster_id::pg_catalog.oid
+                  AND l.objsubid = 2
+                  AND l.granted
+                  AND l.pid = s.pid);
+
+-- Liveness lock of broker b in cluster c: (1129070162 + c - 1, b).  On a
+-- broker that is not the coordinator: the brokers its worker last saw there.
+CREATE OR REPLACE VIEW commitlog.brokers AS
+SELECT r.broker_id,
+       r.conninfo,
+       EXISTS (SELECT 1
+                 FROM pg_catalog.pg_locks l
+                WHERE l.locktype = 'advisory'
+                  AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                     WHERE d.datname = pg_catalog.current_database())
+                  AND l.classid = (1129070162 + r.cluster_id - 1)::pg_catalog.oid
+                  AND l.objid = r.broker_id::pg_catalog.oid
+                  AND l.objsubid = 2
+                  AND l.granted) AS alive,
+       COALESCE(r.broker_id = c.broker_id, false) AS is_controller,
+       cl.name AS cluster
+  FROM commitlog.broker_registry r
+  LEFT JOIN commitlog.clusters cl ON cl.id = r.cluster_id
+  LEFT JOIN commitlog.controller_state cs ON cs.cluster_id = r.cluster_id
+  LEFT JOIN commitlog.controller c ON c.pid = cs.pid AND c.epoch = cs.epoch
+UNION ALL
+SELECT m.broker_id, m.conninfo, m.alive, m.is_controller,
+       pg_catalog.current_setting('commitlog.cluster')
+  FROM commitlog.cluster_brokers m
+ WHERE NOT EXISTS (SELECT 1 FROM commitlog.broker_registry);

@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "bgworker/bgworker.h"
+#include "cluster/cluster.h"
 #include "commitlog.h"
 #include "fmgr.h"
 #include "guard/guard.h"
@@ -63,6 +64,7 @@ define_gucs(void)
 							 NULL, NULL, NULL);
 	TopicConfigDefineGucs();
 	BgworkerDefineGucs();
+	ClusterDefineGucs();
 	MarkGUCPrefixReserved("commitlog");
 }
 

@@ -17,10 +17,12 @@
 /*
  * Advisory lock keys, pg_try_advisory_lock(int4, int4), taken by a worker on
  * its session in the coordinator database:
- *	- the controller lock: (BGWORKER_LOCK_CONTROLLER, 1); its holder is the
+ *	- the controller lock: (BGWORKER_LOCK_CONTROLLER, c) for the cluster
+ *	  with id c in commitlog.clusters (1: 'default'); its holder is the
  *	  controller;
- *	- a broker's liveness lock: (BGWORKER_LOCK_BROKER, broker_id), held while
- *	  the broker's worker is connected, so liveness needs no heartbeat.
+ *	- a broker's liveness lock: (BGWORKER_LOCK_BROKER + c - 1, broker_id),
+ *	  held while the broker's worker is connected, so liveness needs no
+ *	  heartbeat.
  * And in each database (not the coordinator):
  *	- the restore lock: (BGWORKER_LOCK_RESTORE, 0), held in share mode by every
  *	  session that ran a statement with commitlog.restore_mode on, and taken
@@ -62,5 +64,15 @@ extern void BgworkerWakeAtCommit(void);
  */
 extern int64 ControllerEpoch(void);
 extern bool ControllerExec(const char *sql);
+
+/*
+ * For the cluster step (src/cluster): the id of commitlog.cluster on the
+ * coordinator while this broker holds its liveness lock there (else 0), and
+ * a query on the coordinator session (NULL, logged, when it failed; the
+ * caller PQclears the result).
+ */
+struct pg_result;
+extern int	ControllerClusterId(void);
+extern struct pg_result *ControllerQuery(const char *sql, int nparams, const char *const *params);
 
 #endif							/* COMMITLOG_BGWORKER_H */

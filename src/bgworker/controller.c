@@ -7,13 +7,15 @@
  * (commitlog.coordinator; empty: a loopback connection to the worker's own
  * database, so that a single server is a cluster of its own).  On it:
  *
- *	- after connecting, it takes its broker's liveness lock
- *	  (BGWORKER_LOCK_BROKER, broker_id) and records the broker in
+ *	- after connecting, it looks up its cluster's id c (commitlog.cluster,
+ *	  commitlog.cluster_join; 1 is 'default'), takes its broker's liveness
+ *	  lock (BGWORKER_LOCK_BROKER + c - 1, broker_id) and records the broker in
  *	  commitlog.broker_registry.  The lock lives exactly as long as the
  *	  session, so commitlog.brokers shows a broker alive while pg_locks shows
  *	  the lock: no heartbeat table;
- *	- every cycle it tries the controller lock (BGWORKER_LOCK_CONTROLLER, 1)
- *	  without waiting.  The winner bumps commitlog.controller_state.epoch on
+ *	- every cycle it tries the controller lock (BGWORKER_LOCK_CONTROLLER, c)
+ *	  without waiting (a broker that did not get its liveness lock does not
+ *	  stand).  The winner bumps commitlog.controller_state.epoch on
  *	  the same session, and is the controller until that session ends.
  *
  * When the session ends (pg_terminate_backend, a coordinator restart, a
@@ -41,6 +43,7 @@
 #include "postgres.h"
 
 #include "bgworker/bgworker_internal.h"
+#include "cluster/cluster.h"
 #include "commitlog.h"
 #include "errors.h"
 #include "executor/spi.h"
@@ -58,14 +61,13 @@
 #include "utils/varlena.h"
 
 PG_FUNCTION_INFO_V1(controller_fence);
+PG_FUNCTION_INFO_V1(cluster_fence);
 
 #define CONTROLLER_CONNECT_TIMEOUT_MS	5000
 #define CONTROLLER_QUERY_TIMEOUT_MS		10000
 #define CONTROLLER_RETRY_MAX_MS			10000
 
 /* lock keys as SQL literals */
-#define CONTROLLER_LOCK_SQL \
-	CppAsString2(BGWORKER_LOCK_CONTROLLER) ", " CppAsString2(BGWORKER_LOCK_CONTROLLER_ID)
 #define BROKER_LOCK_SQL		CppAsString2(BGWORKER_LOCK_BROKER)
 
 /* outcome of a round trip to the coordinator */
@@ -80,6 +82,8 @@ static PGconn *coord = NULL;
 static char *coord_target = NULL;	/* commitlog.coordinator it was opened with */
 static char *coord_error = NULL;	/* why the last round trip failed */
 static int	coord_pid = 0;		/* the session's backend pid */
+static char *coord_cluster = NULL;	/* commitlog.cluster it was opened with */
+static int	coord_cluster_id = 0;	/* its id on the coordinator; 0: not alive */
 static int64 my_epoch = 0;		/* 0: not the controller */
 static bool latch_was_set = false;
 static int	connect_failures = 0;
@@ -350,6 +354,7 @@ ControllerDisconnect(const char *why)
 						commitlog_broker_id, my_epoch, why)));
 	my_epoch = 0;
 	coord_pid = 0;
+	coord_cluster_id = 0;
 	if (coord != NULL)
 		PQfinish(coord);
 	coord = NULL;
@@ -391,15 +396,23 @@ controller_connect(void)
 		goto fail;
 	PQclear(res);
 
+	if (coord_cluster != NULL)
+		pfree(coord_cluster);
+	coord_cluster = MemoryContextStrdup(TopMemoryContext, commitlog_cluster);
+
+	/* the cluster's liveness locks are (BROKER_LOCK + cluster id - 1, broker) */
 	snprintf(broker, sizeof(broker), "%d", commitlog_broker_id);
 	params[0] = broker;
+	params[1] = commitlog_cluster;
 	res = coord_exec("SELECT pg_catalog.pg_backend_pid(), "
-					 "pg_catalog.pg_try_advisory_lock(" BROKER_LOCK_SQL ", $1::pg_catalog.int4)",
-					 1, params);
+					 "pg_catalog.pg_try_advisory_lock(" BROKER_LOCK_SQL " + c - 1, $1::pg_catalog.int4), c "
+					 "FROM commitlog.cluster_join($2) c",
+					 2, params);
 	if (coord_status(&res, PGRES_TUPLES_OK, "taking the broker's liveness lock") != COORD_OK)
 		goto fail;
 	coord_pid = atoi(PQgetvalue(res, 0, 0));
 	alive = PQgetvalue(res, 0, 1)[0] == 't';
+	coord_cluster_id = atoi(PQgetvalue(res, 0, 2));
 	PQclear(res);
 
 	if (!alive)
@@ -409,14 +422,26 @@ controller_connect(void)
 				(errmsg("pg_commitlog: another session holds the liveness lock of broker %d on the coordinator",
 						commitlog_broker_id),
 				 errhint("Each broker of a cluster needs its own commitlog.broker_id.")));
+		coord_cluster_id = 0;
 		return true;
 	}
-	params[1] = advertised_conninfo();
-	res = coord_exec("INSERT INTO commitlog.broker_registry (broker_id, conninfo, registered_at) "
-					 "VALUES ($1, $2, pg_catalog.now()) "
-					 "ON CONFLICT (broker_id) DO UPDATE "
-					 "SET conninfo = EXCLUDED.conninfo, registered_at = EXCLUDED.registered_at",
-					 2, params);
+	{
+		const char *reg[4];
+		char		cluster_id[16];
+
+		snprintf(cluster_id, sizeof(cluster_id), "%d", coord_cluster_id);
+		reg[0] = broker;
+		reg[1] = advertised_conninfo();
+		reg[2] = cluster_id;
+		/* a member hosts replicas: it runs in cluster mode (src/cluster) */
+		reg[3] = commitlog_coordinator[0] != '\0' ? "true" : "false";
+		res = coord_exec("INSERT INTO commitlog.broker_registry (broker_id, conninfo, registered_at, cluster_id, member) "
+						 "VALUES ($1, $2, pg_catalog.now(), $3, $4) "
+						 "ON CONFLICT (cluster_id, broker_id) DO UPDATE "
+						 "SET conninfo = EXCLUDED.conninfo, registered_at = EXCLUDED.registered_at, "
+						 "member = EXCLUDED.member",
+						 4, reg);
+	}
 	if (coord_status(&res, PGRES_COMMAND_OK, "registering the broker") != COORD_OK)
 		goto fail;
 	PQclear(res);
@@ -435,15 +460,21 @@ static CoordStatus
 controller_stand(void)
 {
 	char		broker[16];
-	const char *params[1];
+	char		cluster_id[16];
+	const char *params[2];
 	PGresult   *res;
 	bool		got;
 
+	snprintf(cluster_id, sizeof(cluster_id), "%d", coord_cluster_id);
+	params[1] = cluster_id;
+	if (coord_cluster_id == 0)
+		return COORD_OK;		/* not alive: not a candidate either */
 	if (my_epoch > 0)
 	{
 		int64		epoch;
 
-		res = coord_exec("SELECT epoch FROM commitlog.controller_state", 0, NULL);
+		res = coord_exec("SELECT epoch FROM commitlog.controller_state WHERE cluster_id = $1",
+						 1, params + 1);
 		if (coord_status(&res, PGRES_TUPLES_OK, "reading the controller state") != COORD_OK)
 			return COORD_LOST;
 		epoch = PQntuples(res) == 1 ? strtoi64(PQgetvalue(res, 0, 0), NULL, 10) : 0;
@@ -457,7 +488,8 @@ controller_stand(void)
 		return COORD_LOST;
 	}
 
-	res = coord_exec("SELECT pg_catalog.pg_try_advisory_lock(" CONTROLLER_LOCK_SQL ")", 0, NULL);
+	res = coord_exec("SELECT pg_catalog.pg_try_advisory_lock(" CppAsString2(BGWORKER_LOCK_CONTROLLER)
+					 ", $1::pg_catalog.int4)", 1, params + 1);
 	if (coord_status(&res, PGRES_TUPLES_OK, "trying the controller lock") != COORD_OK)
 		return COORD_LOST;
 	got = PQgetvalue(res, 0, 0)[0] == 't';
@@ -469,8 +501,8 @@ controller_stand(void)
 	params[0] = broker;
 	res = coord_exec("UPDATE commitlog.controller_state "
 					 "SET broker_id = $1, epoch = epoch + 1, elected_at = pg_catalog.now(), "
-					 "pid = pg_catalog.pg_backend_pid() RETURNING epoch",
-					 1, params);
+					 "pid = pg_catalog.pg_backend_pid() WHERE cluster_id = $2 RETURNING epoch",
+					 2, params);
 	switch (coord_status(&res, PGRES_TUPLES_OK, "bumping the controller epoch"))
 	{
 		case COORD_OK:
@@ -518,8 +550,9 @@ ControllerUpkeep(void)
 	pgstat_report_activity(STATE_RUNNING, "pg_commitlog: controller upkeep");
 	latch_was_set = false;
 
-	if (coord != NULL && strcmp(coord_target, commitlog_coordinator) != 0)
-		ControllerDisconnect("commitlog.coordinator changed");
+	if (coord != NULL && (strcmp(coord_target, commitlog_coordinator) != 0 ||
+						  strcmp(coord_cluster, commitlog_cluster) != 0))
+		ControllerDisconnect("commitlog.coordinator or commitlog.cluster changed");
 
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
@@ -570,8 +603,8 @@ ControllerExec(const char *sql)
 	if (coord == NULL || my_epoch == 0)
 		return false;
 	latch_was_set = false;
-	res = coord_exec(psprintf("SELECT commitlog.controller_fence(" INT64_FORMAT "); %s",
-							  my_epoch, sql), 0, NULL);
+	res = coord_exec(psprintf("SELECT commitlog.cluster_fence(%s, " INT64_FORMAT "); %s",
+							  quote_literal_cstr(coord_cluster), my_epoch, sql), 0, NULL);
 	if (res != NULL &&
 		(PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK))
 	{
@@ -603,20 +636,24 @@ ControllerExec(const char *sql)
  * the state row until the caller's transaction ends, so an election cannot
  * slip in between this check and the caller's write.
  */
-Datum
-controller_fence(PG_FUNCTION_ARGS)
+static void
+fence_check(const char *cluster, int64 epoch)
 {
-	int64		epoch = PG_GETARG_INT64(0);
 	int64		current;
 	int32		broker;
 	bool		isnull;
 	int			nestlevel;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(cluster)};
 
 	nestlevel = CatalogBegin();
-	CatalogExec("SELECT epoch, broker_id FROM commitlog.controller_state FOR SHARE",
-				0, NULL, NULL, NULL);
+	CatalogExec("SELECT s.epoch, s.broker_id FROM commitlog.controller_state s "
+				"JOIN commitlog.clusters c ON c.id = s.cluster_id WHERE c.name = $1 FOR SHARE OF s",
+				1, argtypes, args, NULL);
 	if (SPI_processed != 1)
-		elog(ERROR, "commitlog.controller_state must have exactly one row");
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("cluster \"%s\" does not exist on this coordinator", cluster)));
 	current = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	broker = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	if (isnull)
@@ -635,5 +672,49 @@ controller_fence(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("controller epoch " INT64_FORMAT " does not exist", epoch),
 				 errdetail("The current controller epoch is " INT64_FORMAT ".", current)));
+}
+
+/* controller_fence(epoch bigint): the 'default' cluster's fence */
+Datum
+controller_fence(PG_FUNCTION_ARGS)
+{
+	fence_check("default", PG_GETARG_INT64(0));
 	PG_RETURN_VOID();
+}
+
+/* cluster_fence(cluster text, epoch bigint) */
+Datum
+cluster_fence(PG_FUNCTION_ARGS)
+{
+	fence_check(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_INT64(1));
+	PG_RETURN_VOID();
+}
+
+/* The cluster's id on the coordinator while this broker is alive there, else 0. */
+int
+ControllerClusterId(void)
+{
+	return coord != NULL ? coord_cluster_id : 0;
+}
+
+/*
+ * Run a query on the coordinator session (bgworker.h).  NULL, with a
+ * WARNING, when it failed; a lost session is closed.
+ */
+PGresult *
+ControllerQuery(const char *sql, int nparams, const char *const *params)
+{
+	PGresult   *res;
+	ExecStatusType expected;
+
+	if (coord == NULL)
+		return NULL;
+	latch_was_set = false;
+	res = coord_exec(sql, nparams, params);
+	expected = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK ? PGRES_COMMAND_OK : PGRES_TUPLES_OK;
+	if (coord_status(&res, expected, "a cluster query") == COORD_LOST)
+		ControllerDisconnect("the session to the coordinator ended");
+	if (latch_was_set)
+		SetLatch(MyLatch);
+	return res;
 }

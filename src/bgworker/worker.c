@@ -14,7 +14,8 @@
  *	   held back readers longer than commitlog.transaction_timeout;
  *	3. segment upkeep, and retention every commitlog.retention_check_interval
  *	   (RetentionMaintain, src/retention);
- *	4. controller upkeep on the coordinator session (controller.c).
+ *	4. controller upkeep on the coordinator session (controller.c);
+ *	5. cluster upkeep, in cluster mode (src/cluster).
  *
  * Segment upkeep comes before the controller so that a producer who woke
  * the worker for a segment does not wait behind coordinator I/O (bounded,
@@ -36,6 +37,7 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
+#include "cluster/cluster.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -369,6 +371,7 @@ commitlog_worker_main(Datum main_arg)
 		worker_run("transaction timeout", worker_transaction_timeout, NULL);
 		worker_run("segment upkeep and retention", worker_retention, worker_retention_failed);
 		worker_run("controller upkeep", ControllerUpkeep, worker_controller_failed);
+		worker_run("cluster upkeep", ClusterUpkeep, NULL);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(cycle_cxt);
 

@@ -23,6 +23,7 @@
 #include "access/tableam.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "cluster/cluster.h"
 #include "commitlog.h"
 #include "errors.h"
 #include "executor/spi.h"
@@ -133,6 +134,7 @@ FetchRangeOf(Topic *topic, int32 partition, Snapshot *snapshot)
 	OffsetsEnd	end = OffsetsGetEnd(&key);
 	FetchRange	range;
 
+	(void) ClusterFollowerEnd(topic, partition, &end);
 	/* the snapshot is taken only now, after the stable offset */
 	*snapshot = RegisterSnapshot(GetLatestSnapshot());
 	range.earliest = fetch_log_start(topic, partition, *snapshot);
@@ -367,7 +369,8 @@ fetch(PG_FUNCTION_ARGS)
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (remaining <= 0)
 			break;
-		OffsetsWaitForChange(&key, range.stable, remaining);
+		if (!ClusterFollowerWait(topic, partition, remaining))
+			OffsetsWaitForChange(&key, range.stable, remaining);
 	}
 	SPI_finish();
 	return (Datum) 0;
@@ -397,8 +400,10 @@ latest_offset(PG_FUNCTION_ARGS)
 	int32		partition;
 	Topic	   *topic = fetch_open(fcinfo, &partition);
 	OffsetsPartitionKey key = TopicPartitionKey(topic, partition);
+	OffsetsEnd	end = OffsetsGetEnd(&key);
 
-	PG_RETURN_INT64(OffsetsGetEnd(&key).stable);
+	(void) ClusterFollowerEnd(topic, partition, &end);
+	PG_RETURN_INT64(end.stable);
 }
 
 /*

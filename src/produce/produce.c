@@ -23,6 +23,7 @@
 #include "access/xact.h"
 #include "bgworker/bgworker.h"
 #include "catalog/pg_type.h"
+#include "cluster/cluster.h"
 #include "commitlog.h"
 #include "executor/executor.h"
 #include "funcapi.h"
@@ -72,6 +73,7 @@ produce_open(text *topic_arg)
 	PreventCommandIfReadOnly("commitlog.produce()");
 	PreventCommandDuringRecovery("commitlog.produce()");
 
+	ClusterCheckLeader(name, 0, -1);
 	topic = TopicOpen(name, RowExclusiveLock);
 	aclresult = pg_class_aclcheck(topic->relid, GetUserId(), ACL_INSERT);
 	if (aclresult != ACLCHECK_OK)
@@ -123,9 +125,10 @@ produce_resolve(Topic *topic, ProduceRecord *recs, int n)
 		else
 		{
 			if (sticky < 0)
-				sticky = (int32) (topic->next_sticky++ % (uint32) topic->partitions);
+				sticky = ClusterLedPartition(topic, (int32) (topic->next_sticky++ % (uint32) topic->partitions));
 			r->partition = sticky;
 		}
+		ClusterCheckLeader(topic->name, topic->id, r->partition);
 
 		if (topic->compacted && r->key == (Datum) 0)
 			ereport(ERROR,

@@ -22,6 +22,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "cluster/cluster.h"
 #include "commitlog.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -191,6 +192,7 @@ TopicCreateSegment(const char *topic_name, int32 topic_id, int32 partition, int6
 	args[4] = CStringGetTextDatum(segment);
 	(void) CatalogExec("INSERT INTO commitlog.segments (topic_id, partition, base_offset, end_offset, relname) "
 					   "VALUES ($1, $2, $3, $4, $5)", 5, argtypes, args, NULL);
+	ClusterSegmentCreated(topic_id, partition, end);
 }
 
 /*
@@ -235,8 +237,8 @@ create_topic(PG_FUNCTION_ARGS)
 	Jsonb	   *config;
 	Oid			nsp;
 	int			nestlevel;
-	Oid			argtypes[4] = {TEXTOID, INT4OID, INT4OID, JSONBOID};
-	Datum		args[4];
+	Oid			argtypes[5] = {TEXTOID, INT4OID, INT4OID, JSONBOID, INT4OID};
+	Datum		args[5];
 	bool		isnull;
 	int32		topic_id;
 	AclResult	aclresult;
@@ -255,7 +257,7 @@ create_topic(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid replication factor: %d", rf),
 				 errhint("The replication factor is at least 1.")));
-	if (rf > 1)
+	if (rf > 1 && !ClusterEnabled())
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("replication factor %d is larger than the number of available brokers (1)", rf),
@@ -272,6 +274,9 @@ create_topic(PG_FUNCTION_ARGS)
 				 errdetail("Creating a topic needs the CREATE privilege on schema commitlog_topics."),
 				 errhint("A superuser can run: GRANT CREATE ON SCHEMA commitlog_topics TO %s;",
 						 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
+	/* cluster mode: the coordinator holds the topic, the workers make it */
+	if (ClusterCreateTopic(name, partitions, rf, config))
+		PG_RETURN_VOID();
 
 	nestlevel = CatalogBegin();
 	ddl_lock();
@@ -292,8 +297,10 @@ create_topic(PG_FUNCTION_ARGS)
 	args[1] = Int32GetDatum(partitions);
 	args[2] = Int32GetDatum(rf);
 	args[3] = JsonbPGetDatum(config);
-	(void) CatalogExec("INSERT INTO commitlog.topics (name, partitions, replication_factor, config) "
-			  "VALUES ($1, $2, $3, $4) RETURNING id", 4, argtypes, args, NULL);
+	args[4] = Int32GetDatum(ClusterMaterializeId());
+	(void) CatalogExec("INSERT INTO commitlog.topics (id, name, partitions, replication_factor, config) "
+					   "VALUES (COALESCE(NULLIF($5, 0), pg_catalog.nextval('commitlog.topics_id_seq')), "
+					   "$1, $2, $3, $4) RETURNING id", 5, argtypes, args, NULL);
 	topic_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	GuardExecInternal(psprintf("CREATE TABLE commitlog_topics.%s ("
@@ -350,9 +357,13 @@ drop_topic(PG_FUNCTION_ARGS)
 {
 	char	   *name = TopicNameArg(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	int			nestlevel;
-	TopicRow	row = ddl_open_owned(name, &nestlevel);
+	TopicRow	row;
 	Oid			argtypes[1] = {INT4OID};
 	Datum		args[1];
+
+	if (ClusterDropTopic(name))
+		PG_RETURN_VOID();
+	row = ddl_open_owned(name, &nestlevel);
 
 	/* waits for open producers and readers of the topic */
 	ddl_drop_topic_table(name);
@@ -397,6 +408,7 @@ add_partitions(PG_FUNCTION_ARGS)
 				 errhint("Pass the new total number of partitions.")));
 	partitions = PG_GETARG_INT32(1);
 	ddl_check_partition_count(partitions);
+	ClusterRefuseDDL("add_partitions");
 
 	row = ddl_open_owned(name, &nestlevel);
 	if (partitions <= row.partitions)
@@ -435,6 +447,7 @@ alter_topic(PG_FUNCTION_ARGS)
 				 errmsg("config must not be null"),
 				 errhint("Pass the keys to change, e.g. '{\"retention.ms\": 3600000}'; a key set to null returns to its default.")));
 
+	ClusterRefuseDDL("alter_topic");
 	row = ddl_open_owned(name, &nestlevel);
 	config = TopicConfigNormalize(PG_GETARG_JSONB_P(1), row.config);
 

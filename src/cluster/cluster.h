@@ -1,0 +1,80 @@
+/*
+ * cluster.h
+ *		Brokers in a cluster: topic metadata in the coordinator, replicas
+ *		kept in step by native logical replication (DESIGN 9).
+ *
+ * A broker is in cluster mode when commitlog.coordinator is set; then
+ * create_topic and drop_topic record the intent in the coordinator
+ * (cluster.c), the controller assigns replicas there, and each broker's
+ * worker (cluster_sync.c, cluster_local.c) copies the assignment into
+ * commitlog.cluster_assignments, materializes the partitions it hosts,
+ * publishes the ones it leads (one publication per follower) and
+ * subscribes to its leaders (one subscription per leader).  Leaders
+ * replicate a watermark (commitlog.replica_watermarks) in the same stream
+ * as the records; followers serve reads only below it.  With
+ * commitlog.coordinator empty, none of this runs: single-broker mode.
+ * README.md in this folder has the whole picture.
+ */
+#ifndef COMMITLOG_CLUSTER_H
+#define COMMITLOG_CLUSTER_H
+
+#include "postgres.h"
+
+#include "offsets/offsets.h"
+#include "topics/topics.h"
+#include "utils/jsonb.h"
+
+/* GUC commitlog.cluster (cluster.c) */
+extern char *commitlog_cluster;
+
+extern void ClusterDefineGucs(void);
+
+/* Is this broker in cluster mode (commitlog.coordinator set)? */
+extern bool ClusterEnabled(void);
+
+/*
+ * Topic DDL (topic_ddl.c).  In cluster mode, outside the worker's own
+ * materialization, create_topic / drop_topic go to the coordinator: these
+ * return true when they did the work.  ClusterMaterializeId() is the
+ * cluster-wide id the worker is creating a local copy under, or 0.
+ */
+extern bool ClusterCreateTopic(const char *name, int32 partitions, int32 rf, Jsonb *config);
+extern bool ClusterDropTopic(const char *name);
+extern int32 ClusterMaterializeId(void);
+extern void ClusterSetMaterializeId(int32 topic_id);
+extern void ClusterRefuseDDL(const char *what);
+
+/* Produce (produce.c): CL002 unless this broker leads the partition (-1: any) */
+extern void ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition);
+extern int32 ClusterLedPartition(const Topic *topic, int32 candidate);
+
+/*
+ * Fetch (fetch.c): on a follower, the readable end is the leader's
+ * watermark; a long poll there re-reads it every CLUSTER_FOLLOWER_POLL_MS.
+ */
+#define CLUSTER_FOLLOWER_POLL_MS	50
+extern bool ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end);
+extern bool ClusterFollowerWait(const Topic *topic, int32 partition, long timeout_ms);
+
+/* TopicCreateSegment (topic_ddl.c): a leader announces its new segment end */
+extern void ClusterSegmentCreated(int32 topic_id, int32 partition, int64 end);
+
+/* The worker's cluster step, after controller upkeep (worker.c) */
+extern void ClusterUpkeep(void);
+
+/* cluster_sync.c, for cluster_local.c: a worker transaction with SPI */
+extern void ClusterXactBegin(const char *what);
+extern void ClusterXactEnd(void);
+extern bool ClusterConfirmDropped(int32 topic_id);
+
+/* topic ids the coordinator hands out start here (sql/pg_commitlog.sql) */
+#define CLUSTER_FIRST_TOPIC_ID	1048576
+
+/* cluster_local.c, for cluster_sync.c: reconcile this broker with the mirror */
+extern void ClusterReconcile(void);
+
+/* Names: pair publication/subscription/slot of leader L and follower F */
+#define ClusterPairName(leader, follower) \
+	psprintf("commitlog_b%d_to_b%d", (leader), (follower))
+
+#endif							/* COMMITLOG_CLUSTER_H */

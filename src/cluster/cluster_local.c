@@ -1,0 +1,622 @@
+/*-------------------------------------------------------------------------
+ *
+ * cluster_local.c
+ *		Make this broker match its copy of the cluster's assignment.
+ *
+ * Run by the worker each cycle after the copy was refreshed.  Steps, each
+ * in its own transaction or on a loopback connection, all idempotent so
+ * that a failed step is simply done again next cycle:
+ *
+ *	1. materialize: create the local copy of every topic that has a
+ *	   partition this broker hosts (create_topic under the cluster-wide id,
+ *	   so the internal names t<id>$p<n> match on every replica);
+ *	2. publish: for each follower F of a partition this broker leads, the
+ *	   publication commitlog_b<me>_to_b<F> lists those partition tables
+ *	   (publish_via_partition_root: the follower routes rows into its own
+ *	   segments) and this broker's rows of commitlog.replica_watermarks.
+ *	   A dropped topic's partitions leave the publications in the same
+ *	   transaction that writes their watermark tombstone (stable_offset -1);
+ *	3. watermarks: the stable offset and log start offset of every
+ *	   partition it leads, when they moved;
+ *	4. subscribe: one subscription commitlog_b<L>_to_b<me> per leader L of
+ *	   a partition it follows; REFRESH PUBLICATION when the leader has
+ *	   published tables the subscription lacks; DROP SUBSCRIPTION (and with
+ *	   it the slot on L) once it follows nothing of L's.  CREATE/DROP
+ *	   SUBSCRIPTION cannot run in a transaction block: a loopback libpq
+ *	   connection runs them;
+ *	5. drop: the local copy of a dropped topic, once every partition it
+ *	   follows has its tombstone here (so no record of it is still on the
+ *	   way) or no subscription to its leader exists; then it tells the
+ *	   coordinator (dropped_on), and the controller forgets the topic.
+ *
+ * Why one publication per (leader, follower) pair rather than one per
+ * leader: a subscription receives every table of its publication, and the
+ * apply worker stops at a table the follower does not have; with one
+ * publication per leader, every follower would need a copy of every
+ * partition the leader leads.  The number of slots, walsenders and apply
+ * workers is the same: one per (follower, leader) pair.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "cluster/cluster.h"
+#include "commitlog.h"
+#include "executor/spi.h"
+#include "libpq-fe.h"
+#include "miscadmin.h"
+#include "postmaster/postmaster.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+/* at most one REFRESH PUBLICATION round per this many ms */
+#define CLUSTER_REFRESH_MS		1000
+
+static TimestampTz last_refresh = 0;
+
+/* Column i of row r of SPI_tuptable as text (NULL stays NULL), copied. */
+static char *
+spi_text(uint64 r, int i)
+{
+	char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, i);
+
+	return v ? pstrdup(v) : NULL;
+}
+
+static int32
+spi_int(uint64 r, int i)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, i, &isnull);
+
+	return isnull ? -1 : DatumGetInt32(d);
+}
+
+/* Run a statement as the worker (a superuser); error on failure. */
+static void
+spi_run(const char *sql)
+{
+	if (SPI_execute(sql, false, 0) < 0)
+		elog(ERROR, "pg_commitlog cluster statement failed: %s", sql);
+}
+
+static uint64
+spi_query(const char *sql)
+{
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_commitlog cluster query failed: %s", sql);
+	return SPI_processed;
+}
+
+/* Call a topic function on the local copy of cluster topic topic_id. */
+static void
+local_topic_call(int32 topic_id, const char *sql)
+{
+	ClusterSetMaterializeId(topic_id);
+	PG_TRY();
+	{
+		spi_run(sql);
+	}
+	PG_FINALLY();
+	{
+		ClusterSetMaterializeId(0);
+	}
+	PG_END_TRY();
+}
+
+/* Step 1: a local copy of each topic with a partition hosted here. */
+static void
+reconcile_materialize(void)
+{
+	uint64		n;
+
+	ClusterXactBegin("pg_commitlog: creating local copies of cluster topics");
+	n = spi_query(psprintf("SELECT DISTINCT a.topic_id, a.topic, a.partitions, a.replication_factor, a.config, "
+						   "EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.name = a.topic) "
+						   "FROM commitlog.cluster_assignments a "
+						   "WHERE NOT a.deleting AND %d = ANY (a.replicas) "
+						   "AND NOT EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id) "
+						   "ORDER BY 1", commitlog_broker_id));
+	if (n > 0)
+	{
+		SPITupleTable *rows = SPI_tuptable;
+
+		for (uint64 i = 0; i < n; i++)
+		{
+			int32		id;
+			char	   *name;
+
+			SPI_tuptable = rows;
+			id = spi_int(i, 1);
+			name = spi_text(i, 2);
+			if (strcmp(spi_text(i, 6), "t") == 0)
+			{
+				ereport(WARNING,
+						(errmsg("pg_commitlog: cannot host cluster topic \"%s\": a local topic has its name", name),
+						 errhint("Drop or rename the local topic on broker %d.", commitlog_broker_id)));
+				continue;
+			}
+			local_topic_call(id, psprintf("SELECT commitlog.create_topic(%s, %s, %s, %s::jsonb)",
+										  quote_literal_cstr(name), spi_text(i, 3), spi_text(i, 4),
+										  quote_literal_cstr(spi_text(i, 5))));
+			ereport(LOG,
+					(errmsg("pg_commitlog: broker %d created its copy of topic \"%s\" (id %d)",
+							commitlog_broker_id, name, id)));
+		}
+	}
+	ClusterXactEnd();
+}
+
+/* Step 2: the publications of the partitions this broker leads. */
+static void
+reconcile_publish(void)
+{
+	int			me = commitlog_broker_id;
+	uint64		n;
+	const char *desired;
+
+	ClusterXactBegin("pg_commitlog: publishing led partitions");
+
+	/* tombstones first: a dropped topic's partitions led here */
+	spi_run(psprintf("INSERT INTO commitlog.replica_watermarks AS w "
+					 "(leader_id, topic_id, partition, stable_offset, log_start_offset, segment_end) "
+					 "SELECT %d, a.topic_id, a.partition, -1, 0, 0 FROM commitlog.cluster_assignments a "
+					 "WHERE a.deleting AND a.leader = %d "
+					 "AND EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id) "
+					 "ON CONFLICT (leader_id, topic_id, partition) DO UPDATE SET stable_offset = -1 "
+					 "WHERE w.stable_offset <> -1", me, me));
+
+	/* (follower, table) pairs that should be published */
+	desired = psprintf("SELECT f.b AS follower, a.topic_id, a.partition, "
+					   "pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition) AS relname "
+					   "FROM commitlog.cluster_assignments a "
+					   "CROSS JOIN LATERAL pg_catalog.unnest(a.replicas) f(b) "
+					   "WHERE a.leader = %d AND NOT a.deleting AND f.b <> %d "
+					   "AND EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id)", me, me);
+
+	/* publications to create */
+	n = spi_query(psprintf("SELECT DISTINCT d.follower FROM (%s) d "
+						   "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p "
+						   "WHERE p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower))",
+						   desired, me));
+	if (n > 0)
+	{
+		SPITupleTable *rows = SPI_tuptable;
+		List	   *followers = NIL;
+		ListCell   *lc;
+
+		for (uint64 i = 0; i < n; i++)
+		{
+			SPI_tuptable = rows;
+			followers = lappend_int(followers, spi_int(i, 1));
+		}
+		foreach(lc, followers)
+			spi_run(psprintf("CREATE PUBLICATION %s FOR TABLE commitlog.replica_watermarks "
+							 "WHERE (leader_id = %d) WITH (publish = 'insert, update, delete', "
+							 "publish_via_partition_root = true)",
+							 ClusterPairName(me, lfirst_int(lc)), me));
+	}
+
+	/* tables to add, each with its watermark row in the same transaction */
+	n = spi_query(psprintf("SELECT d.follower, d.topic_id, d.partition, d.relname FROM (%s) d "
+						   "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p "
+						   "JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid "
+						   "WHERE p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower) "
+						   "AND r.prrelid = pg_catalog.to_regclass(pg_catalog.format('commitlog_topics.%%I', d.relname)))",
+						   desired, me));
+	if (n > 0)
+	{
+		SPITupleTable *rows = SPI_tuptable;
+		List	   *stmts = NIL;
+		ListCell   *lc;
+
+		for (uint64 i = 0; i < n; i++)
+		{
+			SPI_tuptable = rows;
+			stmts = lappend(stmts, psprintf("INSERT INTO commitlog.replica_watermarks "
+											"(leader_id, topic_id, partition, stable_offset, log_start_offset, segment_end) "
+											"SELECT %d, %d, %d, 0, 0, pg_catalog.max(s.end_offset) FROM commitlog.segments s "
+											"WHERE s.topic_id = %d AND s.partition = %d "
+											"ON CONFLICT DO NOTHING",
+											me, spi_int(i, 2), spi_int(i, 3), spi_int(i, 2), spi_int(i, 3)));
+			stmts = lappend(stmts, psprintf("ALTER PUBLICATION %s ADD TABLE commitlog_topics.%s",
+											ClusterPairName(me, spi_int(i, 1)),
+											quote_identifier(spi_text(i, 4))));
+		}
+		foreach(lc, stmts)
+			spi_run(lfirst(lc));
+	}
+
+	/* tables to remove: published here but no longer wanted */
+	n = spi_query(psprintf("SELECT p.pubname, c.relname FROM pg_catalog.pg_publication p "
+						   "JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid "
+						   "JOIN pg_catalog.pg_class c ON c.oid = r.prrelid "
+						   "WHERE p.pubname LIKE 'commitlog\\_b%d\\_to\\_b%%' "
+						   "AND c.relnamespace = 'commitlog_topics'::pg_catalog.regnamespace "
+						   "AND NOT EXISTS (SELECT 1 FROM (%s) d WHERE d.relname = c.relname "
+						   "AND p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower))",
+						   me, desired, me));
+	if (n > 0)
+	{
+		SPITupleTable *rows = SPI_tuptable;
+		List	   *stmts = NIL;
+		ListCell   *lc;
+
+		for (uint64 i = 0; i < n; i++)
+		{
+			SPI_tuptable = rows;
+			stmts = lappend(stmts, psprintf("ALTER PUBLICATION %s DROP TABLE commitlog_topics.%s",
+											quote_identifier(spi_text(i, 1)),
+											quote_identifier(spi_text(i, 2))));
+		}
+		foreach(lc, stmts)
+			spi_run(lfirst(lc));
+	}
+
+	/* publications nobody needs: no table, no follower, no slot left */
+	n = spi_query(psprintf("SELECT p.pubname FROM pg_catalog.pg_publication p "
+						   "WHERE p.pubname LIKE 'commitlog\\_b%d\\_to\\_b%%' "
+						   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r "
+						   "  JOIN pg_catalog.pg_class c ON c.oid = r.prrelid "
+						   "  WHERE r.prpubid = p.oid AND c.relnamespace = 'commitlog_topics'::pg_catalog.regnamespace) "
+						   "AND NOT EXISTS (SELECT 1 FROM (%s) d "
+						   "  WHERE p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower)) "
+						   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = p.pubname)",
+						   me, desired, me));
+	if (n > 0)
+	{
+		SPITupleTable *rows = SPI_tuptable;
+		List	   *stmts = NIL;
+		ListCell   *lc;
+
+		for (uint64 i = 0; i < n; i++)
+		{
+			SPI_tuptable = rows;
+			stmts = lappend(stmts, psprintf("DROP PUBLICATION %s", quote_identifier(spi_text(i, 1))));
+		}
+		foreach(lc, stmts)
+			spi_run(lfirst(lc));
+	}
+	ClusterXactEnd();
+}
+
+/* Step 3: the watermarks of the partitions this broker leads. */
+static void
+reconcile_watermarks(void)
+{
+	uint64		n;
+	SPITupleTable *rows;
+
+	ClusterXactBegin("pg_commitlog: replicating watermarks");
+	n = spi_query(psprintf("SELECT t.name, w.topic_id, w.partition, w.stable_offset, p.log_start_offset, "
+						   "w.log_start_offset "
+						   "FROM commitlog.replica_watermarks w "
+						   "JOIN commitlog.topics t ON t.id = w.topic_id "
+						   "JOIN commitlog.partitions p ON p.topic_id = w.topic_id AND p.partition = w.partition "
+						   "WHERE w.leader_id = %d AND w.stable_offset >= 0", commitlog_broker_id));
+	rows = SPI_tuptable;
+	for (uint64 i = 0; i < n; i++)
+	{
+		Topic	   *topic;
+		OffsetsPartitionKey key;
+		OffsetsEnd	end;
+		int64		seen;
+		int64		log_start;
+		bool		isnull;
+
+		SPI_tuptable = rows;
+		seen = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 4, &isnull));
+		log_start = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 5, &isnull));
+		topic = TopicOpen(spi_text(i, 1), AccessShareLock);
+		key = TopicPartitionKey(topic, spi_int(i, 3));
+		end = OffsetsGetEnd(&key);
+		if (end.stable == seen &&
+			log_start == DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 6, &isnull)))
+			continue;
+		spi_run(psprintf("UPDATE commitlog.replica_watermarks SET stable_offset = " INT64_FORMAT
+						 ", log_start_offset = " INT64_FORMAT ", updated_at = pg_catalog.now() "
+						 "WHERE leader_id = %d AND topic_id = %d AND partition = %d",
+						 end.stable, log_start, commitlog_broker_id, spi_int(i, 2), spi_int(i, 3)));
+	}
+	ClusterXactEnd();
+}
+
+/*
+ * A libpq connection to this database as the bootstrap superuser, for the
+ * subscription commands that cannot run in a transaction block.
+ */
+static PGconn *
+cluster_loopback(void)
+{
+	List	   *dirs;
+	char	   *raw = pstrdup(GetConfigOption("unix_socket_directories", false, false));
+	const char *keys[7] = {"host", "port", "dbname", "user", "application_name", "options", NULL};
+	const char *values[7];
+	PGconn	   *conn;
+
+	if (!SplitDirectoriesString(raw, ',', &dirs) || dirs == NIL)
+		dirs = list_make1("localhost");
+	StartTransactionCommand();
+	values[0] = linitial(dirs);
+	values[1] = psprintf("%d", PostPortNumber);
+	values[2] = get_database_name(MyDatabaseId);
+	values[3] = GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false);
+	values[4] = "pg_commitlog cluster";
+	values[5] = "-c statement_timeout=60s";
+	values[6] = NULL;
+	CommitTransactionCommand();
+	conn = PQconnectdbParams(keys, values, false);
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		char	   *msg = pchomp(PQerrorMessage(conn));
+
+		PQfinish(conn);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("pg_commitlog could not connect to its own database to manage subscriptions: %s", msg),
+				 errhint("Allow local connections of the bootstrap superuser over the Unix socket (peer or trust in pg_hba.conf).")));
+	}
+	return conn;
+}
+
+/* Run sql on conn; false (with a WARNING) if it failed. */
+static bool
+loopback_run(PGconn *conn, const char *sql)
+{
+	PGresult   *res = PQexec(conn, sql);
+	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	if (!ok)
+		ereport(WARNING,
+				(errmsg("pg_commitlog: \"%s\" failed: %s", sql, pchomp(PQerrorMessage(conn)))));
+	PQclear(res);
+	return ok;
+}
+
+/* Does the leader at conninfo have the publication yet? */
+static bool
+leader_has_publication(const char *conninfo, const char *pubname)
+{
+	const char *keys[3] = {"dbname", "connect_timeout", NULL};
+	const char *vals[3] = {conninfo, "5", NULL};
+	const char *params[1] = {pubname};
+	PGconn	   *conn = PQconnectdbParams(keys, vals, 1);
+	PGresult   *res;
+	bool		found;
+
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		PQfinish(conn);
+		return false;
+	}
+	res = PQexecParams(conn, "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1",
+					   1, NULL, params, NULL, NULL, 0);
+	found = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+	PQclear(res);
+	PQfinish(conn);
+	return found;
+}
+
+/* The subscription commands step 4 needs, read in a transaction. */
+typedef struct SubscriptionPlan
+{
+	List	   *create_names;
+	List	   *create_conninfos;
+	List	   *refresh;
+	List	   *drop;
+} SubscriptionPlan;
+
+static SubscriptionPlan
+plan_subscriptions(void)
+{
+	int			me = commitlog_broker_id;
+	SubscriptionPlan plan = {NIL, NIL, NIL, NIL};
+	const char *wanted;
+	uint64		n;
+	MemoryContext outer = CurrentMemoryContext;
+
+	ClusterXactBegin("pg_commitlog: planning subscriptions");
+	/* leaders of partitions followed here whose local copy exists */
+	wanted = psprintf("SELECT DISTINCT a.leader, b.conninfo, "
+					  "pg_catalog.format('commitlog_b%%s_to_b%%s', a.leader, %d) AS subname "
+					  "FROM commitlog.cluster_assignments a "
+					  "LEFT JOIN commitlog.cluster_brokers b ON b.broker_id = a.leader "
+					  "WHERE %d = ANY (a.replicas) AND a.leader <> %d "
+					  "AND EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id)",
+					  me, me, me);
+	n = spi_query(psprintf("SELECT w.subname, w.conninfo FROM (%s) w WHERE w.conninfo IS NOT NULL "
+						   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription s "
+						   "WHERE s.subname = w.subname AND s.subdbid = %u)", wanted, MyDatabaseId));
+	for (uint64 i = 0; i < n; i++)
+	{
+		MemoryContext cxt = MemoryContextSwitchTo(outer);
+
+		plan.create_names = lappend(plan.create_names, spi_text(i, 1));
+		plan.create_conninfos = lappend(plan.create_conninfos, spi_text(i, 2));
+		MemoryContextSwitchTo(cxt);
+	}
+	n = spi_query(psprintf("SELECT s.subname FROM pg_catalog.pg_subscription s "
+						   "WHERE s.subdbid = %u AND s.subname LIKE 'commitlog\\_b%%\\_to\\_b%d' "
+						   "AND NOT EXISTS (SELECT 1 FROM (%s) w WHERE w.subname = s.subname)",
+						   MyDatabaseId, me, wanted));
+	for (uint64 i = 0; i < n; i++)
+	{
+		MemoryContext cxt = MemoryContextSwitchTo(outer);
+
+		plan.drop = lappend(plan.drop, spi_text(i, 1));
+		MemoryContextSwitchTo(cxt);
+	}
+	/* subscriptions lacking a table of a live topic they should carry */
+	n = spi_query(psprintf("SELECT DISTINCT s.subname FROM pg_catalog.pg_subscription s "
+						   "JOIN commitlog.cluster_assignments a "
+						   "  ON s.subname = pg_catalog.format('commitlog_b%%s_to_b%%s', a.leader, %d) "
+						   "WHERE s.subdbid = %u AND NOT a.deleting AND %d = ANY (a.replicas) "
+						   "AND EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id) "
+						   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r "
+						   "  WHERE r.srsubid = s.oid AND r.srrelid = pg_catalog.to_regclass("
+						   "  pg_catalog.format('commitlog_topics.%%I', pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition))))",
+						   me, MyDatabaseId, me));
+	for (uint64 i = 0; i < n; i++)
+	{
+		MemoryContext cxt = MemoryContextSwitchTo(outer);
+
+		plan.refresh = lappend(plan.refresh, spi_text(i, 1));
+		MemoryContextSwitchTo(cxt);
+	}
+	ClusterXactEnd();
+	return plan;
+}
+
+/* Step 4: this broker's subscriptions to its leaders. */
+static void
+reconcile_subscribe(void)
+{
+	SubscriptionPlan plan = plan_subscriptions();
+	bool		refresh_due;
+	PGconn	   *conn;
+	ListCell   *lc;
+	ListCell   *lc2;
+
+	refresh_due = plan.refresh != NIL &&
+		TimestampDifferenceExceeds(last_refresh, GetCurrentTimestamp(), CLUSTER_REFRESH_MS);
+	if (plan.create_names == NIL && plan.drop == NIL && !refresh_due)
+		return;
+
+	conn = cluster_loopback();
+	forboth(lc, plan.create_names, lc2, plan.create_conninfos)
+	{
+		char	   *name = lfirst(lc);
+		char	   *conninfo = lfirst(lc2);
+
+		if (!leader_has_publication(conninfo, name))
+			continue;			/* the leader publishes it in one of its next cycles */
+		if (loopback_run(conn, psprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s "
+										"WITH (slot_name = %s, copy_data = true, create_slot = true)",
+										name, quote_literal_cstr(conninfo), name, name)))
+			ereport(LOG,
+					(errmsg("pg_commitlog: broker %d subscribed to its leader: %s",
+							commitlog_broker_id, name)));
+	}
+	if (refresh_due)
+	{
+		last_refresh = GetCurrentTimestamp();
+		foreach(lc, plan.refresh)
+			(void) loopback_run(conn, psprintf("ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = true)",
+											   quote_identifier(lfirst(lc))));
+	}
+	foreach(lc, plan.drop)
+	{
+		char	   *name = lfirst(lc);
+		const char *sub = quote_identifier(name);
+
+		if (loopback_run(conn, psprintf("DROP SUBSCRIPTION %s", sub)))
+			ereport(LOG,
+					(errmsg("pg_commitlog: broker %d dropped subscription %s and its slot",
+							commitlog_broker_id, name)));
+		else if (loopback_run(conn, psprintf("ALTER SUBSCRIPTION %s DISABLE", sub)) &&
+				 loopback_run(conn, psprintf("ALTER SUBSCRIPTION %s SET (slot_name = NONE)", sub)) &&
+				 loopback_run(conn, psprintf("DROP SUBSCRIPTION %s", sub)))
+			ereport(WARNING,
+					(errmsg("pg_commitlog: broker %d dropped subscription %s, but its leader was unreachable",
+							commitlog_broker_id, name),
+					 errhint("Drop the replication slot \"%s\" on the leader with pg_drop_replication_slot().", name)));
+	}
+	PQfinish(conn);
+}
+
+/*
+ * Step 5: drop the local copies of dropped topics once nothing of them can
+ * still arrive, and tell the coordinator.
+ */
+static void
+reconcile_drop(void)
+{
+	int			me = commitlog_broker_id;
+	uint64		n;
+	List	   *dropped = NIL;
+	List	   *confirm = NIL;
+	ListCell   *lc;
+	MemoryContext outer = CurrentMemoryContext;
+
+	ClusterXactBegin("pg_commitlog: dropping local copies of dropped topics");
+	spi_run("SET LOCAL lock_timeout = '5s'");
+	n = spi_query(psprintf("SELECT t.id, t.name FROM commitlog.topics t "
+						   "WHERE t.id >= %d "
+						   "AND (NOT EXISTS (SELECT 1 FROM commitlog.cluster_assignments a WHERE a.topic_id = t.id) "
+						   "  OR EXISTS (SELECT 1 FROM commitlog.cluster_assignments a WHERE a.topic_id = t.id AND a.deleting)) "
+						   /* no partition still waiting for its leader's tombstone */
+						   "AND NOT EXISTS (SELECT 1 FROM commitlog.cluster_assignments a "
+						   "  JOIN pg_catalog.pg_subscription s ON s.subdbid = %u "
+						   "   AND s.subname = pg_catalog.format('commitlog_b%%s_to_b%%s', a.leader, %d) "
+						   "  WHERE a.topic_id = t.id AND a.leader <> %d AND %d = ANY (a.replicas) "
+						   "  AND NOT EXISTS (SELECT 1 FROM commitlog.replica_watermarks w "
+						   "    WHERE w.leader_id = a.leader AND w.topic_id = a.topic_id "
+						   "    AND w.partition = a.partition AND w.stable_offset = -1)) "
+						   /* nor published here any more */
+						   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r "
+						   "  JOIN pg_catalog.pg_class c ON c.oid = r.prrelid "
+						   "  WHERE c.relnamespace = 'commitlog_topics'::pg_catalog.regnamespace "
+						   "  AND c.relname LIKE 't' || t.id || '$p%%')",
+						   CLUSTER_FIRST_TOPIC_ID, MyDatabaseId, me, me, me));
+	if (n > 0)
+	{
+		SPITupleTable *rows = SPI_tuptable;
+
+		for (uint64 i = 0; i < n; i++)
+		{
+			int32		id;
+			char	   *name;
+
+			SPI_tuptable = rows;
+			id = spi_int(i, 1);
+			name = spi_text(i, 2);
+			local_topic_call(id, psprintf("SELECT commitlog.drop_topic(%s)", quote_literal_cstr(name)));
+			ereport(LOG,
+					(errmsg("pg_commitlog: broker %d dropped its copy of topic \"%s\" (id %d)", me, name, id)));
+			{
+				MemoryContext cxt = MemoryContextSwitchTo(outer);
+
+				dropped = lappend_int(dropped, id);
+				MemoryContextSwitchTo(cxt);
+			}
+		}
+	}
+	/* dropped topics this broker hosts no copy of: confirm to the coordinator */
+	n = spi_query(psprintf("SELECT DISTINCT a.topic_id FROM commitlog.cluster_assignments a "
+						   "WHERE a.deleting AND %d = ANY (a.replicas) "
+						   "AND NOT EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id)", me));
+	for (uint64 i = 0; i < n; i++)
+	{
+		MemoryContext cxt = MemoryContextSwitchTo(outer);
+
+		confirm = lappend_int(confirm, spi_int(i, 1));
+		MemoryContextSwitchTo(cxt);
+	}
+	/* tombstones of topics the cluster has forgotten */
+	spi_run(psprintf("DELETE FROM commitlog.replica_watermarks w WHERE w.leader_id = %d "
+					 "AND NOT EXISTS (SELECT 1 FROM commitlog.cluster_assignments a WHERE a.topic_id = w.topic_id)",
+					 me));
+	ClusterXactEnd();
+
+	foreach(lc, list_concat(dropped, confirm))
+		(void) ClusterConfirmDropped(lfirst_int(lc));
+}
+
+/* Make this broker match the cluster's assignment (file comment). */
+void
+ClusterReconcile(void)
+{
+	reconcile_materialize();
+	reconcile_publish();
+	reconcile_watermarks();
+	reconcile_subscribe();
+	reconcile_drop();
+}

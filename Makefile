@@ -29,7 +29,11 @@ OBJS = \
 	src/bgworker/bgworker.o \
 	src/bgworker/launcher.o \
 	src/bgworker/worker.o \
-	src/bgworker/controller.o
+	src/bgworker/controller.o \
+	src/stream/processor.o \
+	src/stream/tables.o \
+	src/stream/runner.o \
+	src/stream/upkeep.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 

@@ -17,6 +17,7 @@
 #include "guard/guard.h"
 #include "miscadmin.h"
 #include "offsets/offsets.h"
+#include "stream/stream.h"
 #include "topics/topics.h"
 #include "utils/guc.h"
 
@@ -63,6 +64,7 @@ define_gucs(void)
 							 NULL, NULL, NULL);
 	TopicConfigDefineGucs();
 	BgworkerDefineGucs();
+	StreamDefineGucs();
 	MarkGUCPrefixReserved("commitlog");
 }
 
@@ -80,4 +82,5 @@ _PG_init(void)
 	TopicCacheInit();
 	GuardInit();
 	BgworkerInit();
+	StreamInit();
 }

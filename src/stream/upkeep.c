@@ -25,6 +25,7 @@
 #include <limits.h>
 
 #include "access/xact.h"
+#include "commands/extension.h"
 #include "commitlog.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -361,6 +362,12 @@ StreamUpkeep(void)
 	int64		want;
 
 	pending = stream_prune_started();
+	/* DROP EXTENSION since the cycle's check: the worker exits next cycle */
+	StartTransactionCommand();
+	work = OidIsValid(get_extension_oid("pg_commitlog", true));
+	CommitTransactionCommand();
+	if (!work)
+		return;
 	work = stream_catalog_upkeep();
 	if (work == 0 || commitlog_max_processor_workers == 0)
 		return;

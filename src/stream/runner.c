@@ -187,7 +187,7 @@ runner_commit_position(RunnerJob *job, int32 topic_id, int32 partition, int64 ne
  * settings, undoing any setting it changes.
  */
 static void
-runner_call(RunnerBatch *batch, int lo, int hi)
+runner_call(RunnerBatch *batch, int lo, int hi, ErrorData *unused)
 {
 	RunnerJob  *job = batch->job;
 	ArrayType  *array = construct_array(batch->records + lo, hi - lo, batch->record_type,
@@ -223,13 +223,17 @@ runner_call(RunnerBatch *batch, int lo, int hi)
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
+/* Work on records [lo, hi) of a batch; error: the failure that led to it. */
+typedef void (*RunnerWork) (RunnerBatch *batch, int lo, int hi, ErrorData *error);
+
 /*
- * runner_call in a subtransaction.  True if it succeeded (its effects
- * stay); false with *error set (in the caller's memory context) if it
- * failed (its effects are gone).
+ * Run work in a subtransaction.  True if it succeeded (its effects stay);
+ * false with *error set (in the caller's memory context) if it failed (its
+ * effects are gone).
  */
 static bool
-runner_try(RunnerBatch *batch, int lo, int hi, ErrorData **error)
+runner_subxact(RunnerWork work, RunnerBatch *batch, int lo, int hi, ErrorData *cause,
+			   ErrorData **error)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -239,7 +243,7 @@ runner_try(RunnerBatch *batch, int lo, int hi, ErrorData **error)
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		runner_call(batch, lo, hi);
+		work(batch, lo, hi, cause);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -254,6 +258,13 @@ runner_try(RunnerBatch *batch, int lo, int hi, ErrorData **error)
 	MemoryContextSwitchTo(cxt);
 	CurrentResourceOwner = owner;
 	return ok;
+}
+
+/* The handler on records [lo, hi), in a subtransaction (runner_subxact). */
+static bool
+runner_try(RunnerBatch *batch, int lo, int hi, ErrorData **error)
+{
+	return runner_subxact(runner_call, batch, lo, hi, NULL, error);
 }
 
 /*
@@ -327,30 +338,10 @@ runner_dead_letter(RunnerBatch *batch, int lo, int hi, ErrorData *error)
 static bool
 runner_dead_letter_batch(RunnerBatch *batch, ErrorData *first, ErrorData **error)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = true;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		runner_dead_letter(batch, 0, batch->n, first);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		*error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		batch->dead_lettered = 0;
-		ok = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return ok;
+	if (runner_subxact(runner_dead_letter, batch, 0, batch->n, first, error))
+		return true;
+	batch->dead_lettered = 0;
+	return false;
 }
 
 /*

@@ -113,11 +113,11 @@ is(q1(q{SELECT count(*) FROM commitlog.fetch('gated.dlq', 0, 0)}), '0', 'nothing
 
 # --- pause and resume --------------------------------------------------------
 q1(q{SELECT commitlog.create_topic('pp', 2)});
-q1(q{CREATE TABLE seen (processor text, log_offset bigint)});
+q1(q{CREATE TABLE seen (processor text, partition int, log_offset bigint)});
 q1(q{CREATE FUNCTION seen_a(records commitlog.record[]) RETURNS void LANGUAGE sql AS $$
-       INSERT INTO seen SELECT 'a', r.log_offset FROM unnest(records) r $$});
+       INSERT INTO seen SELECT 'a', r.partition, r.log_offset FROM unnest(records) r $$});
 q1(q{CREATE FUNCTION seen_b(records commitlog.record[]) RETURNS void LANGUAGE sql AS $$
-       INSERT INTO seen SELECT 'b', r.log_offset FROM unnest(records) r $$});
+       INSERT INTO seen SELECT 'b', r.partition, r.log_offset FROM unnest(records) r $$});
 q1(q{SELECT commitlog.create_processor('pa', 'pp', 'seen_a(commitlog.record[])')});
 q1(q{SELECT commitlog.create_processor('pb', 'pp', 'seen_b(commitlog.record[])')});
 q1(q{SELECT count(*) FROM commitlog.produce_batch('pp', array_fill('x'::bytea, ARRAY[40]))});
@@ -132,7 +132,7 @@ is(q1(q{SELECT count(*) FROM seen WHERE processor = 'a'}), '40', '... no effect 
 q1(q{SELECT commitlog.resume_processor('pa')});
 ok($node->poll_query_until('postgres', q{SELECT lag = 0 FROM commitlog.processors WHERE name = 'pa'}),
 	'resume_processor: it catches up');
-is(q1(q{SELECT count(*), count(DISTINCT log_offset) FROM seen WHERE processor = 'a'}),
+is(q1(q{SELECT count(*), count(DISTINCT (partition, log_offset)) FROM seen WHERE processor = 'a'}),
 	'70|70', 'every record once');
 
 # drop_processor while records keep coming: nothing runs afterwards

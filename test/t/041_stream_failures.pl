@@ -10,7 +10,8 @@
 # - pause_processor stops a processor (a second processor on the same topic
 #   shows the records were there to process), resume_processor restarts it;
 # - the handler runs as the role that created the processor, and settings
-#   it changes do not leak into the next batch.
+#   it changes do not leak into the next batch;
+# - while a session restores (commitlog.restore_mode), nothing is processed.
 
 use strict;
 use warnings;
@@ -23,7 +24,8 @@ use CommitlogTAP;
 my $node = commitlog_node('stream_failures',
 	extra_conf => "commitlog.worker_naptime = 100\n"
 	  . "commitlog.launcher_naptime = 200\n"
-	  . "commitlog.max_processor_workers = 3\n");
+	  . "commitlog.max_processor_workers = 3\n"
+	  . "commitlog.processor_idle_timeout = 500\n");
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
@@ -165,5 +167,36 @@ is(q1(q{SELECT DISTINCT usr FROM whoami}), 'alice', 'as the role that created th
 is(q1(q{SELECT count(*) FROM whoami WHERE wm = '7MB'}), '0', 'a setting changed by a handler does not outlive its batch');
 is(q1(q{SELECT tableowner FROM pg_tables WHERE schemaname = 'commitlog_topics' AND tablename = 'who.dlq'}),
 	'alice', 'the dead-letter topic created for it belongs to the processor\'s owner');
+
+# --- no processing while a restore runs -------------------------------------
+q1(q{SELECT commitlog.create_topic('restoring', 1)});
+q1(q{CREATE TABLE restored (log_offset bigint)});
+q1(q{CREATE FUNCTION restored(records commitlog.record[]) RETURNS void LANGUAGE sql AS $$
+       INSERT INTO restored SELECT r.log_offset FROM unnest(records) r $$});
+q1(q{SELECT commitlog.create_processor('during_restore', 'restoring', 'restored(commitlog.record[])')});
+ok( $node->poll_query_until('postgres',
+		q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_commitlog processor'}),
+	'no processor worker runs');
+my $restorer = $node->background_psql('postgres', on_error_stop => 1);
+$restorer->query_safe('SET commitlog.restore_mode = on');
+q1(q{SELECT count(*) FROM commitlog.produce_batch('restoring', ARRAY['1', '2', '3']::bytea[], partition => 0)});
+# the database's worker gives new partitions their positions in its cycle:
+# two of them prove that it ran (and counted the work) after the records came
+for my $n (2, 3)
+{
+	q1(qq{SELECT commitlog.add_partitions('restoring', $n)});
+	$node->poll_query_until('postgres',
+		qq{SELECT count(*) = $n FROM commitlog.group_offsets WHERE group_id = 'during_restore'})
+	  or die "the worker did not run its stream upkeep";
+}
+is( q1(q{SELECT lag, processed FROM commitlog.processors WHERE name = 'during_restore'}),
+	'3|0', 'while a session restores, the records wait');
+is(q1(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_commitlog processor'}),
+	'0', '... and no processor worker is started');
+$restorer->query_safe('RESET commitlog.restore_mode');
+ok( $node->poll_query_until('postgres',
+		q{SELECT lag = 0 AND processed = 3 FROM commitlog.processors WHERE name = 'during_restore'}),
+	'once the restore ends, they are processed');
+$restorer->quit;
 
 done_testing();

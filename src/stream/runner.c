@@ -68,6 +68,7 @@
 #include "utils/regproc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 
 /* an idle worker looks for work this often */
@@ -205,12 +206,6 @@ runner_call(RunnerBatch *batch, int lo, int hi, ErrorData *unused)
 		FmgrInfo	flinfo;
 		LOCAL_FCINFO(hfcinfo, 1);
 
-		if (pg_proc_aclcheck(job->handler, job->owner, ACL_EXECUTE) != ACLCHECK_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied for function %s", format_procedure(job->handler)),
-					 errdetail("Processor \"%s\" calls its handler as role %s.", job->name,
-							   quote_identifier(GetUserNameFromId(job->owner, false)))));
 		(void) set_config_option("search_path", GetConfigOptionResetString("search_path"),
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		fmgr_info(job->handler, &flinfo);
@@ -390,6 +385,34 @@ runner_load_job(int32 job_id, int32 partition, RunnerJob *job)
 }
 
 /*
+ * What a batch needs besides its handler working: the handler (or table)
+ * still there, and the owner's rights.  Checked before the batch, so that
+ * a failure here is retried but never dead-letters records.
+ */
+static void
+runner_check_job(RunnerJob *job)
+{
+	if (job->is_table)
+	{
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(job->relid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("derived table \"%s\" was dropped", job->name)));
+		return;
+	}
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(job->handler)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the handler function of processor \"%s\" no longer exists", job->name)));
+	if (pg_proc_aclcheck(job->handler, job->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", format_procedure(job->handler)),
+				 errdetail("Processor \"%s\" calls its handler as role %s.", job->name,
+						   quote_identifier(GetUserNameFromId(job->owner, false)))));
+}
+
+/*
  * Read the batch: up to batch_size records of the partition from *from on.
  * Sets *next to the position after it (past any gap).  Inside SPI.
  */
@@ -505,6 +528,7 @@ runner_batch(int32 job_id, int32 partition, bool *claimed)
 				 errdetail("%s \"%s\" reads it as role %s.",
 						   job.is_table ? "Derived table" : "Processor", job.name,
 						   quote_identifier(GetUserNameFromId(job.owner, false)))));
+	runner_check_job(&job);
 	memset(&batch, 0, sizeof(batch));
 	batch.job = &job;
 	batch.partition = partition;

@@ -51,6 +51,10 @@ table_name_arg(FunctionCallInfo fcinfo, int argno)
 static char *
 table_qualified_name(Oid relid)
 {
+	if (!OidIsValid(get_rel_namespace(relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("derived table with OID %u does not exist", relid)));
 	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 									  get_rel_name(relid));
 }

@@ -10,7 +10,8 @@
 # - pause_processor stops a processor (a second processor on the same topic
 #   shows the records were there to process), resume_processor restarts it;
 # - the handler runs as the role that created the processor, and settings
-#   it changes do not leak into the next batch;
+#   it changes do not leak into the next batch; without EXECUTE on it the
+#   processor retries (past max_retries) and dead-letters nothing;
 # - while a session restores (commitlog.restore_mode), nothing is processed.
 
 use strict;
@@ -167,6 +168,25 @@ is(q1(q{SELECT DISTINCT usr FROM whoami}), 'alice', 'as the role that created th
 is(q1(q{SELECT count(*) FROM whoami WHERE wm = '7MB'}), '0', 'a setting changed by a handler does not outlive its batch');
 is(q1(q{SELECT tableowner FROM pg_tables WHERE schemaname = 'commitlog_topics' AND tablename = 'who.dlq'}),
 	'alice', 'the dead-letter topic created for it belongs to the processor\'s owner');
+
+# a right the owner loses stops the processor, but is no reason to
+# dead-letter records: retried, past max_retries, until it is back
+q1(q{REVOKE EXECUTE ON FUNCTION whoami(commitlog.record[]) FROM PUBLIC});
+q1(q{SELECT commitlog.pause_processor('as_alice')});
+q1(q{SELECT count(*) FROM commitlog.produce_batch('who', ARRAY['3']::bytea[])});
+q1(q{SELECT commitlog.resume_processor('as_alice')});
+ok( $node->poll_query_until('postgres',
+		q{SELECT s.failures >= 5 FROM commitlog.stream_partitions s
+		    JOIN commitlog.stream_jobs j ON j.id = s.job_id WHERE j.name = 'as_alice'}),
+	'without EXECUTE on its handler the processor fails, again and again');
+is( q1(q{SELECT status, lag, last_error FROM commitlog.processors WHERE name = 'as_alice'}),
+	'retrying|1|permission denied for function public.whoami(commitlog.record[])',
+	'... shown as retrying, with the reason');
+is(q1(q{SELECT count(*) FROM commitlog.fetch('who.dlq', 0, 0)}), '0',
+	'... and nothing is dead-lettered, past max_retries (3) too');
+q1(q{GRANT EXECUTE ON FUNCTION whoami(commitlog.record[]) TO alice});
+ok($node->poll_query_until('postgres', q{SELECT lag = 0 FROM commitlog.processors WHERE name = 'as_alice'}),
+	'with the right back, it goes on');
 
 # --- no processing while a restore runs -------------------------------------
 q1(q{SELECT commitlog.create_topic('restoring', 1)});

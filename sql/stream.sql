@@ -6,8 +6,8 @@
 -- The background workers run processors in this database too, so the
 -- topics a processor reads here stay empty (or it starts at 'latest'):
 -- what the workers do with records (exactly once, in order, retries, the
--- dead-letter topic, pause, derived tables) is tested in test/t/040_* and
--- test/t/041_*.
+-- dead-letter topic, pause, derived tables) is tested in test/t/060_* to
+-- test/t/063_*.
 --
 \pset null '<null>'
 SET client_min_messages = warning;

@@ -30,6 +30,13 @@ OBJS = \
 	src/bgworker/launcher.o \
 	src/bgworker/worker.o \
 	src/bgworker/controller.o \
+	src/schemas/parse.o \
+	src/schemas/avro_json.o \
+	src/schemas/compat.o \
+	src/schemas/codec.o \
+	src/schemas/cache.o \
+	src/schemas/hook.o \
+	src/schemas/registry.o \
 	src/stream/processor.o \
 	src/stream/tables.o \
 	src/stream/runner.o \
@@ -38,7 +45,7 @@ OBJS = \
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # pg_regress suites: sql/<name>.sql against expected/<name>.out
-REGRESS = topics config produce partitioner fetch privileges guard groups refill retention stream
+REGRESS = topics config produce partitioner fetch privileges guard groups refill retention schemas stream
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
@@ -46,6 +53,8 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 PG_CPPFLAGS = -I$(CURDIR)/src -I$(libpq_srcdir)
 # libpq: the worker's own connections (coordinator, segment detach)
 SHLIB_LINK_INTERNAL = $(libpq)
+# libavro (libavro-dev): Avro schemas, encoding and decoding (src/schemas)
+SHLIB_LINK = -lavro
 
 EXTRA_CLEAN = results regression.diffs regression.out tmp_check log output_iso
 

@@ -34,3 +34,13 @@ COMMIT;
 -- nothing new for the group now
 SELECT count(*) FROM commitlog.consume('billing', 'orders');
 SELECT group_id, topic, partition, committed_offset, lag FROM commitlog.group_offsets;
+
+-- an Avro topic: register the value schema, produce jsonb (encoded to
+-- Confluent's wire format on the way in), read it back decoded
+SELECT commitlog.create_topic('users');
+SELECT commitlog.register_schema('users-value',
+  '{"type": "record", "name": "User", "fields": [
+     {"name": "id", "type": "long"}, {"name": "name", "type": "string"}]}');
+SELECT log_offset FROM commitlog.produce('users', '{"id": 1, "name": "ada"}'::jsonb);
+SELECT r.log_offset, commitlog.decode_value('users', r.value) AS value
+  FROM commitlog.fetch('users', 0, 0) r;

@@ -16,6 +16,8 @@ PACKAGES=(
 	python3-psycopg2                         # stress tests, run with /usr/bin/python3
 	gcc                                      # compiler (clang comes with postgresql-server-dev-15)
 	make
+	libavro-dev                              # Avro C library: schema registry (src/schemas)
+	python3-avro                             # test/data/avro/gen.py, the independent Avro implementation
 )
 
 missing=()

@@ -375,6 +375,97 @@ SELECT r.broker_id,
 GRANT SELECT ON commitlog.controller, commitlog.brokers TO PUBLIC;
 
 ------------------------------------------------------------------------------
+-- Schema registry (src/schemas, docs/schemas.md): Avro schemas per subject
+-- with versions and Confluent's compatibility modes; subjects
+-- "<topic>-value" and "<topic>-key" bind schemas to a topic's records.
+-- Written only by register_schema and set_compatibility (as the extension's
+-- owner); dumped by pg_dump with their ids.
+------------------------------------------------------------------------------
+
+-- A schema and its id (Confluent's global schema id), shared by every
+-- subject that registers the same schema.
+CREATE TABLE commitlog.schemas (
+    id serial PRIMARY KEY,
+    schema_type text NOT NULL DEFAULT 'AVRO' CHECK (schema_type = 'AVRO'),
+    schema text NOT NULL
+);
+
+-- A subject's compatibility mode (NULL: BACKWARD, the default).
+CREATE TABLE commitlog.schema_subjects (
+    subject text PRIMARY KEY,
+    compatibility text CHECK (compatibility IN ('BACKWARD', 'BACKWARD_TRANSITIVE', 'FORWARD',
+                                                'FORWARD_TRANSITIVE', 'FULL', 'FULL_TRANSITIVE',
+                                                'NONE'))
+);
+
+-- The versions of each subject, 1, 2, ...
+CREATE TABLE commitlog.schema_versions (
+    subject text NOT NULL,
+    version int NOT NULL CHECK (version > 0),
+    schema_id int NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (subject, version)
+);
+
+GRANT SELECT ON commitlog.schemas, commitlog.schema_subjects, commitlog.schema_versions TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('commitlog.schemas', '');
+SELECT pg_catalog.pg_extension_config_dump('commitlog.schemas_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('commitlog.schema_subjects', '');
+SELECT pg_catalog.pg_extension_config_dump('commitlog.schema_versions', '');
+
+CREATE FUNCTION commitlog.register_schema(subject text, schema text, schema_type text DEFAULT 'AVRO')
+RETURNS int
+AS 'MODULE_PATHNAME', 'register_schema'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.set_compatibility(subject text, mode text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'set_compatibility'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE VIEW commitlog.schema_list AS
+SELECT v.subject, v.version, v.schema_id AS id, s.schema_type, s.schema
+  FROM commitlog.schema_versions v
+  JOIN commitlog.schemas s ON s.id = v.schema_id;
+
+GRANT SELECT ON commitlog.schema_list TO PUBLIC;
+
+-- jsonb to the wire format with the subject's latest schema; on a topic
+-- without that subject, the jsonb's text as UTF-8 (what produce stores).
+CREATE FUNCTION commitlog.encode_value(topic text, value jsonb)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'encode_value'
+LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+
+CREATE FUNCTION commitlog.encode_key(topic text, key jsonb)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'encode_key'
+LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+
+-- A record in the wire format to jsonb, with the schema its id names.
+CREATE FUNCTION commitlog.decode_value(topic text, value bytea)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'decode_value'
+LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+
+CREATE FUNCTION commitlog.decode_key(topic text, key bytea)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'decode_key'
+LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+
+-- produce(topic, jsonb) encodes with the topic's value schema when it has
+-- one (DESIGN 12); replaces the definition in the Produce section.
+CREATE OR REPLACE FUNCTION commitlog.produce(topic text, value jsonb, key bytea DEFAULT NULL,
+                                             partition int DEFAULT NULL,
+                                             headers commitlog.header[] DEFAULT NULL,
+                                             ts timestamptz DEFAULT NULL)
+RETURNS commitlog.position
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$ SELECT commitlog.produce(topic, commitlog.encode_value(topic, value),
+                               key, partition, headers, ts) $$;
+
+------------------------------------------------------------------------------
 -- Stream processing (DESIGN 13, src/stream): processors and derived tables.
 -- Both are "jobs" the workers run batch by batch; a job's group id in
 -- commitlog.consumer_offsets is its name, and its positions commit in the

@@ -22,4 +22,7 @@
 /* Kafka's STALE_CONTROLLER_EPOCH: an action of a controller since replaced */
 #define ERRCODE_COMMITLOG_STALE_EPOCH				MAKE_SQLSTATE('C','L','0','0','4')
 
+/* Confluent's 409: a new schema version breaks the subject's compatibility mode */
+#define ERRCODE_COMMITLOG_INCOMPATIBLE_SCHEMA		MAKE_SQLSTATE('C','L','S','0','1')
+
 #endif							/* COMMITLOG_ERRORS_H */

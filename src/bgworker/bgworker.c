@@ -84,6 +84,8 @@ typedef struct BgworkerShared
 static BgworkerShared *bgw_shared = NULL;
 static BgworkerSlot *my_slot = NULL;	/* this worker's slot */
 static bool rescan_at_commit = false;
+/* BgworkerWakeAtCommit() was called in this transaction */
+static bool wake_at_commit = false;
 static bool restore_lock_held = false;	/* this session holds the restore lock */
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -533,16 +535,30 @@ bgworker_restore_lock(void)
 static void
 bgworker_xact_callback(XactEvent event, void *arg)
 {
-	if (!rescan_at_commit)
+	if (!rescan_at_commit && !wake_at_commit)
 		return;
 	if (event == XACT_EVENT_COMMIT)
 	{
-		bgworker_request_rescan();
-		rescan_at_commit = false;
+		if (rescan_at_commit)
+			bgworker_request_rescan();
+		if (wake_at_commit)
+			BgworkerWake(MyDatabaseId);
+		rescan_at_commit = wake_at_commit = false;
 	}
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 			 event == XACT_EVENT_PREPARE)
-		rescan_at_commit = false;
+		rescan_at_commit = wake_at_commit = false;
+}
+
+/*
+ * Wake this database's worker when the current transaction commits: for
+ * work it can only see then (segments to drop below a raised log start).
+ * Woken earlier, it would find nothing and sleep a whole naptime.
+ */
+void
+BgworkerWakeAtCommit(void)
+{
+	wake_at_commit = true;
 }
 
 static void

@@ -49,6 +49,7 @@ extern void BgworkerInit(void);
 
 /* Wake the worker of a database (e.g. a producer ran out of segments). */
 extern void BgworkerWake(Oid dbid);
+extern void BgworkerWakeAtCommit(void);
 
 /*
  * Controller actions, for the worker process only (controller.c).

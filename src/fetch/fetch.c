@@ -16,6 +16,11 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "access/genam.h"
+#include "access/nbtree.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commitlog.h"
@@ -26,6 +31,8 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -152,91 +159,150 @@ FetchOutOfRange(Topic *topic, int32 partition, int64 offset, FetchRange range)
 			 errhint("Fetch from an offset in that range; commitlog.earliest_offset() and commitlog.latest_offset() give its ends.")));
 }
 
-static SPIPlanPtr
-fetch_plan(Topic *topic)
+static Size
+datum_raw_bytes(Datum d, bool isnull)
 {
-	if (topic->fetch_plan == NULL)
-	{
-		Oid			types[4] = {INT4OID, INT8OID, INT8OID, INT8OID};
-		char	   *sql = psprintf("SELECT partition, log_offset, \"timestamp\", key, value, headers "
-								   "FROM commitlog_topics.%s "
-								   "WHERE partition = $1 AND log_offset >= $2 AND log_offset < $3 "
-								   "ORDER BY log_offset LIMIT $4",
-								   quote_identifier(topic->name));
-		SPIPlanPtr	plan = SPI_prepare(sql, 4, types);
-
-		if (plan == NULL)
-			elog(ERROR, "could not prepare the fetch of topic \"%s\"", topic->name);
-		SPI_keepplan(plan);
-		topic->fetch_plan = plan;
-	}
-	return topic->fetch_plan;
+	return isnull ? 0 : toast_raw_datum_size(d) - VARHDRSZ;
 }
 
-static Size
-attr_bytes(HeapTuple tuple, TupleDesc desc, int attno)
+/* Where FetchRead is: what it returned so far, and its limits. */
+typedef struct FetchCursor
 {
-	bool		isnull;
-	Datum		d = SPI_getbinval(tuple, desc, attno, &isnull);
+	ReturnSetInfo *rsinfo;
+	Datum		topic_name;
+	int64		stop;			/* read below this offset only */
+	int32		max_records;
+	int32		max_bytes;
+	uint64		n;				/* records returned */
+	Size		bytes;
+	int64		next;			/* offset after the last one returned */
+	bool		full;			/* a limit cut the read short */
+} FetchCursor;
 
-	return isnull ? 0 : toast_raw_datum_size(d) - VARHDRSZ;
+/*
+ * Return the records of one segment from offset from on, in offset order,
+ * through its primary key index (partition, log_offset).
+ */
+static void
+fetch_segment(FetchCursor *cur, Relation rel, int32 partition, int64 from,
+			  Snapshot snapshot)
+{
+	Relation	index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan = index_beginscan(rel, index, snapshot, 2, 0);
+	ScanKeyData keys[2];
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(partition));
+	ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(from));
+	index_rescan(scan, keys, 2, NULL, 0);
+
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		Datum		values[TOPIC_NCOLS + 1];
+		bool		nulls[TOPIC_NCOLS + 1];
+		int64		offset;
+		Size		size;
+
+		slot_getallattrs(slot);
+		offset = DatumGetInt64(slot->tts_values[TOPIC_COL_OFFSET]);
+		if (offset >= cur->stop)
+			break;
+
+		/* at least one record, even above max_bytes, as Kafka */
+		size = datum_raw_bytes(slot->tts_values[TOPIC_COL_KEY], slot->tts_isnull[TOPIC_COL_KEY]) +
+			datum_raw_bytes(slot->tts_values[TOPIC_COL_VALUE], slot->tts_isnull[TOPIC_COL_VALUE]) +
+			datum_raw_bytes(slot->tts_values[TOPIC_COL_HEADERS], slot->tts_isnull[TOPIC_COL_HEADERS]);
+		if (cur->n > 0 && cur->bytes + size > (Size) cur->max_bytes)
+		{
+			cur->full = true;
+			break;
+		}
+		cur->bytes += size;
+
+		/* commitlog.record: the topic's name, then the table's columns */
+		values[0] = cur->topic_name;
+		nulls[0] = false;
+		memcpy(&values[1], slot->tts_values, sizeof(Datum) * TOPIC_NCOLS);
+		memcpy(&nulls[1], slot->tts_isnull, sizeof(bool) * TOPIC_NCOLS);
+		tuplestore_putvalues(cur->rsinfo->setResult, cur->rsinfo->setDesc, values, nulls);
+		cur->next = offset + 1;
+		if (++cur->n >= (uint64) cur->max_records)
+		{
+			cur->full = true;
+			break;
+		}
+	}
+
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
 }
 
 /*
  * Read the records of [from, range.stable) visible to snapshot into the
  * materialized result of fcinfo (rows of commitlog.record), at most
  * max_records and max_bytes (but at least one).  Returns how many it
- * returned, and sets *next to the offset to continue from.  Must be called
- * inside SPI.
+ * returned, and sets *next to the offset to continue from.
+ *
+ * It reads each segment through its index directly rather than querying
+ * the topic's partitioned table: a generic plan for the parent cannot know
+ * the page size and chose a bitmap scan that collected every offset up to
+ * the stable one before returning the first, and planning for the actual
+ * parameters each call costs more than the read.  Row-level security, the
+ * one thing a query would add, cannot be enabled on topic tables.
  */
 uint64
 FetchRead(FunctionCallInfo fcinfo, Topic *topic, int32 partition, int64 from,
 		  FetchRange range, Snapshot snapshot, int32 max_records, int32 max_bytes,
 		  int64 *next)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum		args[4];
-	Size		bytes = 0;
-	Datum		topic_name = CStringGetTextDatum(topic->name);
-	uint64		i;
+	FetchCursor cur = {0};
+	int64		offset = from;
 
-	args[0] = Int32GetDatum(partition);
-	args[1] = Int64GetDatum(from);
-	args[2] = Int64GetDatum(range.stable);
-	args[3] = Int64GetDatum(max_records);
-	if (SPI_execute_snapshot(fetch_plan(topic), args, NULL, snapshot, InvalidSnapshot,
-							 true, false, max_records) != SPI_OK_SELECT)
-		elog(ERROR, "could not read topic \"%s\"", topic->name);
+	cur.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	cur.topic_name = CStringGetTextDatum(topic->name);
+	cur.stop = range.stable;
+	cur.max_records = max_records;
+	cur.max_bytes = max_bytes;
+	cur.next = from;
 
-	for (i = 0; i < SPI_processed; i++)
+	while (!cur.full && offset < range.stable)
 	{
-		HeapTuple	tuple = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		Datum		values[7];
-		bool		nulls[7];
-		Size		size;
+		int64		base;
+		int64		end;
+		Relation	rel = TopicSegmentOpen(topic, partition, offset, AccessShareLock,
+										   &base, &end);
 
-		/* at least one record, even above max_bytes, as Kafka */
-		size = attr_bytes(tuple, desc, 4) + attr_bytes(tuple, desc, 5) + attr_bytes(tuple, desc, 6);
-		if (i > 0 && bytes + size > (Size) max_bytes)
-			break;
-		bytes += size;
-
-		values[0] = topic_name;
-		nulls[0] = false;
-		for (int a = 1; a <= 6; a++)
-			values[a] = SPI_getbinval(tuple, desc, a, &nulls[a]);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		*next = DatumGetInt64(values[2]) + 1;
+		if (rel == NULL)
+			break;				/* no segment above: nothing was written there */
+		if (base > offset && cur.n == 0 && offset == from)
+		{
+			/*
+			 * No segment holds the first offset wanted, though it is above
+			 * the log start in our snapshot: retention dropped its segment
+			 * after the snapshot was taken.  Skipping to the next segment
+			 * would lose records silently; Kafka reports the offset out of
+			 * range.
+			 */
+			table_close(rel, AccessShareLock);
+			ereport(ERROR,
+					(errcode(ERRCODE_COMMITLOG_OFFSET_OUT_OF_RANGE),
+					 errmsg("offset " INT64_FORMAT " of partition %d of topic \"%s\" was deleted while it was being read",
+							from, partition, topic->name),
+					 errdetail("Retention removed the segment that held it."),
+					 errhint("Fetch again from commitlog.earliest_offset().")));
+		}
+		fetch_segment(&cur, rel, partition, Max(offset, base), snapshot);
+		table_close(rel, AccessShareLock);
+		offset = end;
 	}
 
 	/*
 	 * Everything below the stable offset that was not returned is a gap
 	 * (never committed) when the read was not cut short: skip it.
 	 */
-	if (SPI_processed < (uint64) max_records && i == SPI_processed)
-		*next = range.stable;
-	return i;
+	*next = cur.full ? cur.next : range.stable;
+	return cur.n;
 }
 
 /*
@@ -344,17 +410,29 @@ bool
 FetchOffsetForTime(Topic *topic, int32 partition, FetchRange range, Snapshot snapshot,
 				   TimestampTz ts, int64 *offset)
 {
-	Oid			types[4] = {INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID};
-	Datum		args[4] = {Int32GetDatum(partition), Int64GetDatum(range.earliest),
-	Int64GetDatum(range.stable), TimestampTzGetDatum(ts)};
+	Oid			types[5] = {INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID, INT4OID};
+	Datum		args[5] = {Int32GetDatum(partition), Int64GetDatum(range.earliest),
+		Int64GetDatum(range.stable), TimestampTzGetDatum(ts), Int32GetDatum(topic->id)};
 	SPIPlanPtr	plan;
 	bool		found = false;
 	bool		isnull;
 
+	/*
+	 * As Kafka's time index: a sealed segment whose newest timestamp is
+	 * older than ts holds no match (timestamps need not increase with
+	 * offsets, so only the segment's maximum says so), and the search
+	 * starts at the first segment that may.  Compaction only lowers a
+	 * segment's true maximum, so the recorded one stays safe.  Without such
+	 * a segment there is no match at all.
+	 */
 	plan = SPI_prepare(psprintf("SELECT log_offset FROM commitlog_topics.%s "
-								"WHERE partition = $1 AND log_offset >= $2 AND log_offset < $3 "
-								"AND \"timestamp\" >= $4 ORDER BY log_offset LIMIT 1",
-								quote_identifier(topic->name)), 4, types);
+								"WHERE partition = $1 AND log_offset < $3 AND \"timestamp\" >= $4 "
+								"AND log_offset >= GREATEST($2, COALESCE("
+								"  (SELECT pg_catalog.min(s.base_offset) FROM commitlog.segments s "
+								"    WHERE s.topic_id = $5 AND s.partition = $1 AND s.end_offset > $2 "
+								"      AND NOT (s.sealed AND s.max_timestamp IS NOT NULL AND s.max_timestamp < $4)), $3)) "
+								"ORDER BY log_offset LIMIT 1",
+								quote_identifier(topic->name)), 5, types);
 	if (plan == NULL ||
 		SPI_execute_snapshot(plan, args, NULL, snapshot, InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read topic \"%s\"", topic->name);

@@ -37,12 +37,10 @@ topic_release(Topic *topic)
 	if (topic->seq_relids)
 		pfree(topic->seq_relids);
 	TopicForgetSegments(topic);
-	if (topic->fetch_plan)
-		SPI_freeplan(topic->fetch_plan);
 	if (topic->start_plan)
 		SPI_freeplan(topic->start_plan);
 	topic->seq_relids = NULL;
-	topic->fetch_plan = topic->start_plan = NULL;
+	topic->start_plan = NULL;
 }
 
 static void

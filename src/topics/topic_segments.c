@@ -18,8 +18,10 @@
 #include "executor/spi.h"
 #include "offsets/offsets.h"
 #include "topics/topics.h"
+#include "access/table.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 
 void
 TopicForgetSegments(Topic *topic)
@@ -116,4 +118,76 @@ TopicSegmentSpan(int64 segment_bytes, double bytes_per_record)
 	blocks = Max(blocks, 1);
 	blocks = Min(blocks, INT64CONST(1) << 40);
 	return blocks * OFFSETS_BLOCK_SIZE;
+}
+
+/* The oldest segment that ends above offset, or NULL. */
+static const SegmentRef *
+segments_find_from(const PartitionSegments *segs, int64 offset)
+{
+	const SegmentRef *found = NULL;
+
+	for (int i = segs->n - 1; i >= 0 && segs->items[i].end > offset; i--)
+		found = &segs->items[i];
+	return found;
+}
+
+/* Open seg with lockmode if it is still the segment the list says it is. */
+static Relation
+segment_try_open(Topic *topic, int32 partition, const SegmentRef *seg, LOCKMODE lockmode)
+{
+	Relation	rel = try_table_open(seg->relid, lockmode);
+	char	   *expected;
+	bool		same;
+
+	if (rel == NULL)
+		return NULL;
+	expected = TopicSegmentRelname(topic->id, partition, seg->base);
+	same = RelationGetNamespace(rel) == TopicSchemaOid(false) &&
+		strcmp(RelationGetRelationName(rel), expected) == 0;
+	pfree(expected);
+	if (same)
+		return rel;
+	table_close(rel, lockmode);
+	return NULL;
+}
+
+/*
+ * For readers: open, with lockmode, the oldest segment of the partition
+ * that holds offset or lies above it, setting *base and *end to its range;
+ * NULL if there is none.  The list may name a segment that retention has
+ * dropped since it was loaded (or, after OID wraparound, an unrelated
+ * relation with its OID), so the opened relation is checked by name, and
+ * on a mismatch the list is loaded again and the lookup repeated once.
+ * After that, a segment that cannot be opened was dropped by retention:
+ * the caller's offset is below the log start.
+ */
+Relation
+TopicSegmentOpen(Topic *topic, int32 partition, int64 offset, LOCKMODE lockmode,
+				 int64 *base, int64 *end)
+{
+	PartitionSegments *segs = &topic->segments[partition];
+
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		const SegmentRef *seg;
+		Relation	rel;
+
+		if (!segs->loaded || attempt > 0)
+			segments_load(topic, partition);
+		seg = segments_find_from(segs, offset);
+		if (seg == NULL)
+		{
+			if (attempt == 0)
+				continue;		/* the worker may have attached it since */
+			return NULL;
+		}
+		rel = segment_try_open(topic, partition, seg, lockmode);
+		if (rel != NULL)
+		{
+			*base = seg->base;
+			*end = seg->end;
+			return rel;
+		}
+	}
+	return NULL;
 }

@@ -18,6 +18,7 @@
 #include "executor/spi.h"
 #include "offsets/offsets.h"
 #include "storage/lockdefs.h"
+#include "utils/relcache.h"
 #include "utils/jsonb.h"
 
 /* message.timestamp.type */
@@ -44,6 +45,15 @@ typedef struct PartitionSegments
 	SegmentRef *items;
 } PartitionSegments;
 
+/* Columns of a topic's table (and of every segment: same order) */
+#define TOPIC_COL_PARTITION		0
+#define TOPIC_COL_OFFSET		1
+#define TOPIC_COL_TIMESTAMP		2
+#define TOPIC_COL_KEY			3
+#define TOPIC_COL_VALUE			4
+#define TOPIC_COL_HEADERS		5
+#define TOPIC_NCOLS				6
+
 /* A topic as the hot paths need it; cached per backend, keyed by name. */
 typedef struct Topic
 {
@@ -58,7 +68,6 @@ typedef struct Topic
 	PartitionSegments *segments;	/* per partition */
 	bool		compacted;		/* cleanup.policy includes compact */
 	uint32		next_sticky;	/* round-robin position for keyless records */
-	SPIPlanPtr	fetch_plan;		/* fetch.c's prepared read, or NULL */
 	SPIPlanPtr	start_plan;		/* log-start-offset lookup, or NULL */
 } Topic;
 
@@ -72,6 +81,8 @@ extern OffsetsPartitionKey TopicPartitionKey(const Topic *topic, int32 partition
 
 /* topic_segments.c */
 extern Oid	TopicSegmentFor(Topic *topic, int32 partition, int64 offset, int64 *end);
+extern Relation TopicSegmentOpen(Topic *topic, int32 partition, int64 offset,
+								 LOCKMODE lockmode, int64 *base, int64 *end);
 extern void TopicForgetSegments(Topic *topic);
 extern int64 TopicSegmentSpan(int64 segment_bytes, double bytes_per_record);
 extern Oid	TopicSchemaOid(bool missing_ok);

@@ -17,7 +17,7 @@
 SET client_min_messages = warning;
 
 BEGIN;
-SELECT plan(240);
+SELECT plan(266);
 
 ------------------------------------------------------------------------------
 -- Schemas
@@ -347,6 +347,49 @@ SELECT throws_ok($$SELECT * FROM commitlog.fetch('api_t', 2, -1)$$, 'CL001', NUL
 SELECT throws_ok($$SELECT * FROM commitlog.fetch('api_t', 2, 1)$$, 'CL001',
                  'offset 1 is out of range for partition 2 of topic "api_t"', 'the CL001 message names offset, partition and topic');
 
+------------------------------------------------------------------------------
+-- Schema registry (DESIGN 12)
+------------------------------------------------------------------------------
+SELECT has_function('commitlog', 'register_schema', '{text,text,text}', 'function commitlog.register_schema(text, text, text) exists');
+SELECT function_returns('commitlog', 'register_schema', '{text,text,text}', 'integer', 'register_schema returns int');
+SELECT is(pg_get_function_arguments('commitlog.register_schema(text,text,text)'::regprocedure),
+          $$subject text, schema text, schema_type text DEFAULT 'AVRO'::text$$, 'register_schema: argument names and defaults');
+SELECT has_function('commitlog', 'set_compatibility', '{text,text}', 'function commitlog.set_compatibility(text, text) exists');
+SELECT function_returns('commitlog', 'set_compatibility', '{text,text}', 'void', 'set_compatibility returns void');
+SELECT is(pg_get_function_arguments('commitlog.set_compatibility(text,text)'::regprocedure),
+          'subject text, mode text', 'set_compatibility: argument names');
+SELECT function_returns('commitlog', 'decode_value', '{text,bytea}', 'jsonb', 'decode_value(text, bytea) returns jsonb');
+SELECT function_returns('commitlog', 'decode_key', '{text,bytea}', 'jsonb', 'decode_key(text, bytea) returns jsonb');
+SELECT function_returns('commitlog', 'encode_value', '{text,jsonb}', 'bytea', 'encode_value(text, jsonb) returns bytea');
+SELECT function_returns('commitlog', 'encode_key', '{text,jsonb}', 'bytea', 'encode_key(text, jsonb) returns bytea');
+SELECT is(pg_get_function_arguments('commitlog.decode_value(text,bytea)'::regprocedure), 'topic text, value bytea',
+          'decode_value: argument names');
+SELECT is(pg_get_function_arguments('commitlog.decode_key(text,bytea)'::regprocedure), 'topic text, key bytea',
+          'decode_key: argument names');
+SELECT has_view('commitlog', 'schema_list', 'view commitlog.schema_list exists');
+SELECT columns_are('commitlog', 'schema_list', ARRAY['subject', 'version', 'id', 'schema_type', 'schema'],
+                   'commitlog.schema_list has (subject, version, id, schema_type, schema)');
+SELECT table_privs_are('commitlog', 'schema_list', 'regress_cl_tap', ARRAY['SELECT'], 'everyone reads schema_list');
+SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'pg_commitlog'$$,
+              $$VALUES ('commitlog.topics'), ('commitlog.topics_id_seq'), ('commitlog.partitions'),
+                       ('commitlog.segments'), ('commitlog.consumer_offsets'), ('commitlog.schemas'),
+                       ('commitlog.schemas_id_seq'), ('commitlog.schema_subjects'), ('commitlog.schema_versions')$$,
+              'pg_dump keeps the metadata and the schema registry, ids included');
+SELECT lives_ok($$SELECT commitlog.register_schema('api_named-value', '{"type": "record", "name": "V", "fields": [{"name": "a", "type": "int"}]}')$$,
+                'register_schema for a topic''s value subject');
+SELECT throws_ok($$SELECT commitlog.register_schema('api_named-value', '{"type": "record", "name": "V", "fields": [{"name": "a", "type": "string"}]}')$$,
+                 'CLS01', NULL, 'an incompatible version: CLS01');
+SELECT throws_ok($$SELECT commitlog.register_schema('api_s', '{"type": "nope"}')$$, '22023', NULL, 'a bad schema: 22023');
+SELECT throws_ok($$SELECT commitlog.register_schema('api_s', '"int"', 'PROTOBUF')$$, '0A000', NULL, 'an unsupported schema type: 0A000');
+SELECT throws_ok($$SELECT commitlog.set_compatibility('api_s', 'SOMETIMES')$$, '22023', NULL, 'an unknown mode: 22023');
+SELECT throws_ok($$SELECT commitlog.produce('api_named', 'not avro'::bytea, partition => 0)$$, '22023', NULL,
+                 'bytes not in the wire format on a topic with a schema: 22023');
+SELECT throws_ok($$SELECT commitlog.produce('api_named', '{"a": "x"}'::jsonb, partition => 0)$$, '22023', NULL,
+                 'jsonb that does not match the schema: 22023');
+SELECT lives_ok($$SELECT commitlog.produce('api_named', '{"a": 1}'::jsonb, partition => 0)$$, 'jsonb that matches is encoded');
+SELECT is(commitlog.decode_value('api_named', commitlog.encode_value('api_named', '{"a": 7}')), '{"a": 7}'::jsonb,
+          'decode_value reads what encode_value wrote');
+SELECT throws_ok($$SELECT commitlog.decode_value('api_named', '\x00000f4240'::bytea)$$, '42704', NULL, 'an unregistered schema id: 42704');
 -- stream processing (DESIGN 13)
 CREATE FUNCTION pg_temp.api_handler(records commitlog.record[]) RETURNS void LANGUAGE sql AS $$ SELECT $$;
 CREATE FUNCTION pg_temp.api_not_handler(records text[]) RETURNS void LANGUAGE sql AS $$ SELECT $$;

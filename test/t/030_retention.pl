@@ -50,6 +50,32 @@ ok( $node->poll_query_until('postgres',
 		     (SELECT latest_offset FROM commitlog.partition_list WHERE topic = 'seg')}),
 	'a spare segment exists beyond the active one');
 
+# --- offset_for_time over sealed segments ------------------------------------
+# Timestamps go back between segments (CreateTime need not increase), so a
+# search that skipped a sealed segment by anything but its newest timestamp,
+# or stopped at the first segment, would give a different answer than the
+# brute-force minimum computed from a full fetch.
+# (retention.ms -1: these timestamps are years old, time retention would drop them)
+q1(q{SELECT commitlog.create_topic('tix', 1, config => '{"segment.bytes": 1024, "retention.ms": -1}')});
+for my $day ('2020-01-01', '2021-01-01', '2019-01-01', '2022-01-01')
+{
+	q1(qq{SELECT count(*) FROM commitlog.produce_messages('tix', ARRAY(
+	        SELECT ROW(NULL, 'v'::bytea, NULL, 0, '$day'::timestamptz + i * interval '1 second')::commitlog.message
+	          FROM generate_series(0, 1023) i))});
+}
+ok( $node->poll_query_until('postgres',
+		q{SELECT count(*) >= 3 FROM commitlog.segments s JOIN commitlog.topics t ON t.id = s.topic_id
+		   WHERE t.name = 'tix' AND s.sealed AND s.record_count > 0}),
+	'offset_for_time: the records lie in several sealed segments');
+for my $ts ('2019-01-01 00:10', '2019-06-01', '2020-01-01 00:17', '2020-06-01',
+	'2021-01-01 00:00:30', '2021-06-01', '2022-01-01 00:16', '2030-01-01')
+{
+	is( q1(qq{SELECT commitlog.offset_for_time('tix', 0, '$ts')}),
+		q1(qq{SELECT min(log_offset) FROM commitlog.fetch('tix', 0, 0, max_records => 100000)
+		       WHERE "timestamp" >= '$ts'}),
+		"offset_for_time('$ts') is the first offset at or after it");
+}
+
 # --- retention by size while producing and consuming -----------------------
 q1(q{SELECT commitlog.create_topic('sized', 1,
        config => '{"segment.bytes": 1024, "retention.bytes": 200000}')});

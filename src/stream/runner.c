@@ -74,6 +74,9 @@
 /* an idle worker looks for work this often */
 #define RUNNER_POLL_MS		100
 
+/* and for a restore in progress at most this often */
+#define RUNNER_RESTORE_CHECK_MS	1000
+
 /* A job, as a batch needs it. */
 typedef struct RunnerJob
 {
@@ -105,6 +108,10 @@ typedef struct RunnerBatch
 } RunnerBatch;
 
 static bool extension_gone = false;
+
+/* the last look for a restore in progress */
+static TimestampTz restore_checked_at = 0;
+static bool restore_running = false;
 
 /* Run a catalog statement of the batch (search_path is pinned). */
 static void
@@ -602,6 +609,21 @@ runner_list_work(int *n)
 	else
 	{
 		nestlevel = CatalogBegin();
+		/* pg_locks is not free: look at most every RUNNER_RESTORE_CHECK_MS */
+		if (TimestampDifferenceExceeds(restore_checked_at, GetCurrentTimestamp(),
+									   RUNNER_RESTORE_CHECK_MS))
+		{
+			restore_running = StreamRestoreRunning();
+			restore_checked_at = GetCurrentTimestamp();
+		}
+		if (restore_running)
+		{
+			CatalogEnd(nestlevel);
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			MemoryContextSwitchTo(cxt);
+			return NULL;
+		}
 		runner_exec(STREAM_WORK_QUERY, 0, NULL, NULL, NULL, SPI_OK_SELECT);
 		units = MemoryContextAlloc(cxt, sizeof(RunnerUnit) * (SPI_processed + 1));
 		for (uint64 i = 0; i < SPI_processed; i++)

@@ -39,10 +39,8 @@
  * The (job, partition) pairs with records to process now: not paused, not
  * waiting to retry, handler or table still there, position below the
  * partition's latest offset.  A NULL position (a row consume() created)
- * means the earliest offset.  None while a session restores into the
- * database (it holds the restore lock, bgworker.h, in share mode): a batch
- * would write into tables whose rows are still to come.  Shared by the
- * upkeep (how many workers) and the workers (what to claim).
+ * means the earliest offset.  Shared by the upkeep (how many workers) and
+ * the workers (what to claim).
  */
 #define STREAM_WORK_QUERY \
 	"SELECT j.id, o.partition " \
@@ -55,13 +53,21 @@
 	"   AND (j.kind = 'table' OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.oid = j.handler)) " \
 	"   AND (j.kind = 'processor' OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = j.derived_table)) " \
 	"   AND (o.committed_offset IS NULL " \
-	"        OR o.committed_offset < commitlog.latest_offset(t.name, o.partition)) " \
-	"   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l " \
-	"                    WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ShareLock' " \
-	"                      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d " \
-	"                                         WHERE d.datname = pg_catalog.current_database()) " \
-	"                      AND l.classid = " CppAsString2(BGWORKER_LOCK_RESTORE) \
-	"                      AND l.objid = 0 AND l.objsubid = 2)"
+	"        OR o.committed_offset < commitlog.latest_offset(t.name, o.partition))"
+
+/*
+ * Does a session restore into this database?  It holds the restore lock
+ * (bgworker.h) in share mode; taking the lock to find out would conflict
+ * with segment upkeep, so look in pg_locks.  While it does, no batch runs:
+ * it would write into tables whose rows are still to come.
+ */
+#define STREAM_RESTORE_QUERY \
+	"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l " \
+	"                WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ShareLock' " \
+	"                  AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d " \
+	"                                     WHERE d.datname = pg_catalog.current_database()) " \
+	"                  AND l.classid = " CppAsString2(BGWORKER_LOCK_RESTORE) \
+	"                  AND l.objid = 0 AND l.objsubid = 2)"
 
 /* GUCs (upkeep.c) */
 extern int	commitlog_max_processor_workers;
@@ -74,6 +80,7 @@ extern void StreamUpkeep(void);
 
 /* upkeep.c: the processor workers' shared slots */
 extern bool StreamAttachWorker(void);
+extern bool StreamRestoreRunning(void);
 
 /* runner.c: entry point named in bgw_function_name */
 extern PGDLLEXPORT void commitlog_processor_main(Datum main_arg) pg_attribute_noreturn();

@@ -175,6 +175,17 @@ StreamAttachWorker(void)
 	return true;
 }
 
+/* Is a session restoring into this database (STREAM_RESTORE_QUERY)?  In SPI. */
+bool
+StreamRestoreRunning(void)
+{
+	bool		isnull;
+
+	if (SPI_execute(STREAM_RESTORE_QUERY, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not look for a restore in progress");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 /* Processor workers running in dbid, and in the whole server. */
 static int
 stream_running(Oid dbid, int *total)
@@ -339,6 +350,8 @@ stream_catalog_upkeep(void)
 						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not count stream work");
 		work = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (work > 0 && StreamRestoreRunning())
+			work = 0;
 	}
 
 	PopActiveSnapshot();

@@ -373,8 +373,9 @@ SELECT table_privs_are('commitlog', 'schema_list', 'regress_cl_tap', ARRAY['SELE
 SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'pg_commitlog'$$,
               $$VALUES ('commitlog.topics'), ('commitlog.topics_id_seq'), ('commitlog.partitions'),
                        ('commitlog.segments'), ('commitlog.consumer_offsets'), ('commitlog.schemas'),
-                       ('commitlog.schemas_id_seq'), ('commitlog.schema_subjects'), ('commitlog.schema_versions')$$,
-              'pg_dump keeps the metadata and the schema registry, ids included');
+                       ('commitlog.schemas_id_seq'), ('commitlog.schema_subjects'), ('commitlog.schema_versions'),
+                       ('commitlog.stream_jobs'), ('commitlog.stream_jobs_id_seq'), ('commitlog.stream_partitions')$$,
+              'pg_dump keeps the metadata, the schema registry (ids included) and the stream jobs');
 SELECT lives_ok($$SELECT commitlog.register_schema('api_named-value', '{"type": "record", "name": "V", "fields": [{"name": "a", "type": "int"}]}')$$,
                 'register_schema for a topic''s value subject');
 SELECT throws_ok($$SELECT commitlog.register_schema('api_named-value', '{"type": "record", "name": "V", "fields": [{"name": "a", "type": "string"}]}')$$,

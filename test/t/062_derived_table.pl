@@ -3,7 +3,8 @@
 # Concurrent producers (pgbench, 4 clients) write keyed records and
 # tombstones to a topic while the workers keep a derived table of it; a
 # second derived table is created afterwards and catches up from the
-# earliest offset; the postmaster is killed while a third one catches up.
+# earliest offset; the postmaster is killed while a third one (slowed down
+# by a trigger of its own) catches up.
 # Each must equal the newest value per key computed independently from the
 # topic, with the keys whose newest record is a tombstone absent.  Also:
 # lag is visible, and DROP TABLE of a derived table unregisters it.
@@ -90,7 +91,14 @@ is(differences('kv_late'), '0', 'it equals the newest values too');
 q1(q{SELECT count(*) FROM commitlog.produce_batch('kv',
        array(SELECT convert_to('bulk' || i, 'UTF8') FROM generate_series(1, 20000) i),
        array(SELECT convert_to('k' || (i % 3000), 'UTF8') FROM generate_series(1, 20000) i))});
-q1(q{SELECT commitlog.create_table('kv', 'kv_crash')});
+# a trigger that slows each row down, created with the table, so that the
+# crash is sure to come while it catches up
+q1(q{CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN PERFORM pg_sleep(0.0002); RETURN NEW; END $$});
+q1(q{BEGIN;
+     SELECT commitlog.create_table('kv', 'kv_crash');
+     CREATE TRIGGER slow BEFORE INSERT OR UPDATE ON kv_crash FOR EACH ROW EXECUTE FUNCTION slow_row();
+     COMMIT;});
 ok( $node->poll_query_until('postgres',
 		q{SELECT processed > 0 FROM commitlog.derived_tables WHERE table_name = 'kv_crash'::regclass}),
 	'a third derived table starts catching up');

@@ -48,6 +48,12 @@ my $same = q{SELECT count(*) FROM (
 is(q1($same), '0', 'latest_log_counts agrees with the table');
 
 # --- more lines, and a crash while they are counted -----------------------
+# (a trigger slows the counting down, so that the crash is sure to come
+# while it runs)
+q1(q{CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$});
+q1(q{CREATE TRIGGER slow BEFORE INSERT OR UPDATE ON service_minute_counts
+     FOR EACH ROW EXECUTE FUNCTION slow_row()});
 q1(q{SELECT count(*) FROM commitlog.produce_batch('logs',
        array(SELECT convert_to(to_char(timestamp '2026-11-26 11:00' + i * interval '1 s', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
                                || ' ' || (ARRAY['checkout', 'search', 'billing'])[1 + i % 3] || ' INFO line ' || i, 'UTF8')

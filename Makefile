@@ -39,12 +39,16 @@ OBJS = \
 	src/schemas/registry.o \
 	src/cluster/cluster.o \
 	src/cluster/cluster_sync.o \
-	src/cluster/cluster_local.o
+	src/cluster/cluster_local.o \
+	src/stream/processor.o \
+	src/stream/tables.o \
+	src/stream/runner.o \
+	src/stream/upkeep.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # pg_regress suites: sql/<name>.sql against expected/<name>.out
-REGRESS = topics config produce partitioner fetch privileges guard groups refill retention schemas
+REGRESS = topics config produce partitioner fetch privileges guard groups refill retention schemas stream
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \

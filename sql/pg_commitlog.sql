@@ -826,3 +826,130 @@ SELECT m.broker_id, m.conninfo, m.alive, m.is_controller,
        pg_catalog.current_setting('commitlog.cluster')
   FROM commitlog.cluster_brokers m
  WHERE NOT EXISTS (SELECT 1 FROM commitlog.broker_registry);
+
+------------------------------------------------------------------------------
+-- Stream processing (DESIGN 13, src/stream): processors and derived tables.
+-- Both are "jobs" the workers run batch by batch; a job's group id in
+-- commitlog.consumer_offsets is its name, and its positions commit in the
+-- same transaction as the batch's effects.
+------------------------------------------------------------------------------
+
+-- One row per processor or derived table.  handler, derived_table and owner
+-- are reg* columns so that pg_dump writes them as names and a restore
+-- resolves them to the new objects.
+CREATE TABLE commitlog.stream_jobs (
+    id serial PRIMARY KEY,
+    name text NOT NULL UNIQUE,                  -- the group id
+    kind text NOT NULL CHECK (kind IN ('processor', 'table')),
+    topic text NOT NULL,
+    handler pg_catalog.regprocedure,            -- processors
+    derived_table pg_catalog.regclass,          -- derived tables
+    batch_size int NOT NULL CHECK (batch_size > 0),
+    max_retries int NOT NULL CHECK (max_retries >= 0),
+    dead_letter_topic text,                     -- processors
+    owner pg_catalog.regrole NOT NULL,          -- handlers run as this role
+    paused boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK ((kind = 'processor') = (handler IS NOT NULL AND dead_letter_topic IS NOT NULL)),
+    CHECK ((kind = 'table') = (derived_table IS NOT NULL))
+);
+
+-- Per job and partition: records processed, dead-lettered, and the state
+-- of a failing batch (failures so far, when to retry, the last error).
+-- Written in the batch's transaction, so it is exactly as durable as the
+-- group's position.
+CREATE TABLE commitlog.stream_partitions (
+    job_id int NOT NULL,
+    partition int NOT NULL,
+    processed bigint NOT NULL DEFAULT 0,
+    dead_lettered bigint NOT NULL DEFAULT 0,
+    failures int NOT NULL DEFAULT 0,
+    retry_at timestamptz,
+    last_error text,
+    last_error_at timestamptz,
+    PRIMARY KEY (job_id, partition)
+);
+
+GRANT SELECT ON commitlog.stream_jobs, commitlog.stream_partitions TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('commitlog.stream_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('commitlog.stream_jobs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('commitlog.stream_partitions', '');
+
+CREATE FUNCTION commitlog.create_processor(name text, topic text, handler regprocedure,
+                                           batch_size int DEFAULT 1000,
+                                           max_retries int DEFAULT 3,
+                                           dead_letter_topic text DEFAULT NULL,
+                                           start_from text DEFAULT 'earliest')
+RETURNS void
+AS 'MODULE_PATHNAME', 'create_processor'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.pause_processor(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pause_processor'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.resume_processor(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'resume_processor'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.drop_processor(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'drop_processor'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.create_table(topic text, table_name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'create_table'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION commitlog.drop_table(table_name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'drop_table'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- A job's lag (records behind the latest offset, over its partitions),
+-- records processed, and its most recent error.
+CREATE VIEW commitlog.stream_job_status AS
+SELECT j.id,
+       j.name,
+       j.kind,
+       j.topic,
+       CASE WHEN j.paused THEN 'paused'
+            WHEN t.id IS NULL THEN 'error'
+            WHEN j.kind = 'processor'
+                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.oid = j.handler) THEN 'error'
+            WHEN j.kind = 'table'
+                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = j.derived_table) THEN 'error'
+            WHEN EXISTS (SELECT 1 FROM commitlog.stream_partitions s
+                          WHERE s.job_id = j.id AND s.failures > 0) THEN 'retrying'
+            ELSE 'active' END AS status,
+       (SELECT pg_catalog.sum(GREATEST(commitlog.latest_offset(t.name, o.partition)
+                                       - o.committed_offset, 0))::bigint
+          FROM commitlog.consumer_offsets o
+         WHERE o.group_id = j.name AND o.topic_id = t.id) AS lag,
+       COALESCE((SELECT pg_catalog.sum(s.processed)::bigint FROM commitlog.stream_partitions s
+                  WHERE s.job_id = j.id), 0) AS processed,
+       CASE WHEN t.id IS NULL THEN pg_catalog.format('topic "%s" does not exist', j.topic)
+            WHEN j.kind = 'processor'
+                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.oid = j.handler)
+                 THEN 'the handler function no longer exists'
+            ELSE (SELECT s.last_error FROM commitlog.stream_partitions s
+                   WHERE s.job_id = j.id AND s.last_error IS NOT NULL
+                   ORDER BY s.last_error_at DESC LIMIT 1) END AS last_error
+  FROM commitlog.stream_jobs j
+  LEFT JOIN commitlog.topics t ON t.name = j.topic;
+
+CREATE VIEW commitlog.processors AS
+SELECT name, topic, status, lag, processed, last_error
+  FROM commitlog.stream_job_status
+ WHERE kind = 'processor';
+
+CREATE VIEW commitlog.derived_tables AS
+SELECT j.derived_table AS table_name, s.topic, s.status, s.lag, s.processed, s.last_error
+  FROM commitlog.stream_job_status s
+  JOIN commitlog.stream_jobs j ON j.id = s.id
+ WHERE s.kind = 'table';
+
+GRANT SELECT ON commitlog.stream_job_status, commitlog.processors, commitlog.derived_tables TO PUBLIC;

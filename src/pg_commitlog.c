@@ -18,6 +18,7 @@
 #include "guard/guard.h"
 #include "miscadmin.h"
 #include "offsets/offsets.h"
+#include "stream/stream.h"
 #include "topics/topics.h"
 #include "utils/guc.h"
 
@@ -65,6 +66,7 @@ define_gucs(void)
 	TopicConfigDefineGucs();
 	BgworkerDefineGucs();
 	ClusterDefineGucs();
+	StreamDefineGucs();
 	MarkGUCPrefixReserved("commitlog");
 }
 
@@ -82,4 +84,5 @@ _PG_init(void)
 	TopicCacheInit();
 	GuardInit();
 	BgworkerInit();
+	StreamInit();
 }

@@ -406,7 +406,7 @@ echo "== server: socket $TMP, port $PORT"
 if ((EUID == 0)) && ! runuser -u postgres -- test -r "$REPO/Makefile" -a -x "$REPO/test" 2>/dev/null; then
 	echo "postgres cannot read $REPO: copying test inputs to $TMP/src"
 	mkdir -p "$TMP/src"
-	for d in sql expected test; do
+	for d in sql expected test docs; do
 		[[ -d "$REPO/$d" ]] && cp -r "$REPO/$d" "$TMP/src/"
 	done
 	chown -R postgres: "$TMP/src"

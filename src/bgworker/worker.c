@@ -50,6 +50,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
+#include "stream/stream.h"
 #include "tcop/tcopprot.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -372,6 +373,7 @@ commitlog_worker_main(Datum main_arg)
 		worker_run("segment upkeep and retention", worker_retention, worker_retention_failed);
 		worker_run("controller upkeep", ControllerUpkeep, worker_controller_failed);
 		worker_run("cluster upkeep", ClusterUpkeep, NULL);
+		worker_run("stream processing upkeep", StreamUpkeep, NULL);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(cycle_cxt);
 

@@ -17,7 +17,7 @@
 SET client_min_messages = warning;
 
 BEGIN;
-SELECT plan(225);
+SELECT plan(266);
 
 ------------------------------------------------------------------------------
 -- Schemas
@@ -105,7 +105,15 @@ INSERT INTO api VALUES
    $$group_id text, topic text, max_records integer DEFAULT 1000, wait_ms integer DEFAULT 0, auto_offset_reset text DEFAULT 'earliest'::text$$, 'volatile'),
   ('reset_offsets', '{text,text,text}', 'void',
    $$group_id text, topic text, target text DEFAULT 'earliest'::text$$, 'volatile'),
-  ('delete_group', '{text}', 'void', 'group_id text', 'volatile');
+  ('delete_group', '{text}', 'void', 'group_id text', 'volatile'),
+  -- stream processing (DESIGN 13)
+  ('create_processor', '{text,text,regprocedure,integer,integer,text,text}', 'void',
+   $$name text, topic text, handler regprocedure, batch_size integer DEFAULT 1000, max_retries integer DEFAULT 3, dead_letter_topic text DEFAULT NULL::text, start_from text DEFAULT 'earliest'::text$$, 'volatile'),
+  ('pause_processor', '{text}', 'void', 'name text', 'volatile'),
+  ('resume_processor', '{text}', 'void', 'name text', 'volatile'),
+  ('drop_processor', '{text}', 'void', 'name text', 'volatile'),
+  ('create_table', '{text,text}', 'void', 'topic text, table_name text', 'volatile'),
+  ('drop_table', '{text}', 'void', 'table_name text', 'volatile');
 
 SELECT has_function('commitlog', fn, args, format('function commitlog.%s(%s) exists', fn, array_to_string(args, ', ')))
   FROM api ORDER BY fn, args;
@@ -191,6 +199,18 @@ SELECT has_view('commitlog', 'controller', 'view commitlog.controller exists');
 SELECT columns_are('commitlog', 'controller', ARRAY['broker_id', 'epoch', 'elected_at', 'pid'],
                    'controller has the contract columns');
 SELECT has_view('commitlog', 'brokers', 'view commitlog.brokers exists');
+
+-- Stream processing (DESIGN 13)
+SELECT has_view('commitlog', 'processors', 'view commitlog.processors exists');
+SELECT results_eq(
+	$$SELECT attname::text COLLATE "default", format_type(atttypid, atttypmod) FROM pg_attribute
+	   WHERE attrelid = 'commitlog.processors'::regclass AND attnum > 0 ORDER BY attnum$$,
+	$$VALUES ('name', 'text'), ('topic', 'text'), ('status', 'text'), ('lag', 'bigint'),
+	         ('processed', 'bigint'), ('last_error', 'text')$$,
+	'processors columns (name, topic, status, lag, processed, last_error), in contract order');
+SELECT has_view('commitlog', 'derived_tables', 'view commitlog.derived_tables exists');
+SELECT columns_are('commitlog', 'derived_tables', ARRAY['table_name', 'topic', 'status', 'lag', 'processed', 'last_error'],
+                   'derived_tables has (table_name, topic, status, lag, processed, last_error)');
 
 -- the metadata table of DESIGN 3
 SELECT has_table('commitlog', 'topics', 'table commitlog.topics exists');
@@ -353,8 +373,9 @@ SELECT table_privs_are('commitlog', 'schema_list', 'regress_cl_tap', ARRAY['SELE
 SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'pg_commitlog'$$,
               $$VALUES ('commitlog.topics'), ('commitlog.topics_id_seq'), ('commitlog.partitions'),
                        ('commitlog.segments'), ('commitlog.consumer_offsets'), ('commitlog.schemas'),
-                       ('commitlog.schemas_id_seq'), ('commitlog.schema_subjects'), ('commitlog.schema_versions')$$,
-              'pg_dump keeps the metadata and the schema registry, ids included');
+                       ('commitlog.schemas_id_seq'), ('commitlog.schema_subjects'), ('commitlog.schema_versions'),
+                       ('commitlog.stream_jobs'), ('commitlog.stream_jobs_id_seq'), ('commitlog.stream_partitions')$$,
+              'pg_dump keeps the metadata, the schema registry (ids included) and the stream jobs');
 SELECT lives_ok($$SELECT commitlog.register_schema('api_named-value', '{"type": "record", "name": "V", "fields": [{"name": "a", "type": "int"}]}')$$,
                 'register_schema for a topic''s value subject');
 SELECT throws_ok($$SELECT commitlog.register_schema('api_named-value', '{"type": "record", "name": "V", "fields": [{"name": "a", "type": "string"}]}')$$,
@@ -370,6 +391,28 @@ SELECT lives_ok($$SELECT commitlog.produce('api_named', '{"a": 1}'::jsonb, parti
 SELECT is(commitlog.decode_value('api_named', commitlog.encode_value('api_named', '{"a": 7}')), '{"a": 7}'::jsonb,
           'decode_value reads what encode_value wrote');
 SELECT throws_ok($$SELECT commitlog.decode_value('api_named', '\x00000f4240'::bytea)$$, '42704', NULL, 'an unregistered schema id: 42704');
+-- stream processing (DESIGN 13)
+CREATE FUNCTION pg_temp.api_handler(records commitlog.record[]) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+CREATE FUNCTION pg_temp.api_not_handler(records text[]) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+SELECT throws_ok($$SELECT commitlog.create_processor('api_p', 'api_nope', 'pg_temp.api_handler(commitlog.record[])')$$,
+                 '42704', NULL, 'create_processor, unknown topic: 42704');
+SELECT throws_ok($$SELECT commitlog.create_processor('api_p', 'api_t', 'pg_temp.api_not_handler(text[])')$$,
+                 '22023', NULL, 'create_processor, handler of the wrong signature: 22023');
+SELECT throws_ok($$SELECT commitlog.create_processor('api_p', 'api_t', 'pg_temp.api_handler(commitlog.record[])', batch_size => 0)$$,
+                 '22023', NULL, 'create_processor, batch_size 0: 22023');
+SELECT lives_ok($$SELECT commitlog.create_processor('api_p', 'api_t', 'pg_temp.api_handler(commitlog.record[])')$$,
+                'create_processor');
+SELECT throws_ok($$SELECT commitlog.create_processor('api_p', 'api_t', 'pg_temp.api_handler(commitlog.record[])')$$,
+                 '42710', NULL, 'create_processor, name taken: 42710');
+SELECT throws_ok($$SELECT commitlog.create_processor('api_q', repeat('x', 63), 'pg_temp.api_handler(commitlog.record[])')$$,
+                 '22023', NULL, 'create_processor, <topic>.dlq longer than 63 characters: 22023');
+SELECT throws_ok($$SELECT commitlog.pause_processor('api_nope')$$, '42704', NULL, 'pause_processor, unknown processor: 42704');
+SELECT throws_ok($$SELECT commitlog.drop_processor('api_nope')$$, '42704', NULL, 'drop_processor, unknown processor: 42704');
+SELECT is((SELECT status FROM commitlog.processors WHERE name = 'api_p'), 'active', 'a new processor is active');
+SELECT lives_ok($$SELECT commitlog.create_table('api_t', 'api_table')$$, 'create_table');
+SELECT col_is_pk('api_table', 'key', 'a derived table''s primary key is its key');
+SELECT throws_ok($$SELECT commitlog.create_table('api_t', 'api_table')$$, '42P07', NULL, 'create_table, table exists: 42P07');
+SELECT throws_ok($$SELECT commitlog.drop_table('api_named_not_a_table')$$, '42P01', NULL, 'drop_table, no such table: 42P01');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -40,6 +40,8 @@ OBJS = \
 	src/cluster/cluster.o \
 	src/cluster/cluster_sync.o \
 	src/cluster/cluster_local.o \
+	src/cluster/cluster_isr.o \
+	src/cluster/cluster_acks.o \
 	src/stream/processor.o \
 	src/stream/tables.o \
 	src/stream/runner.o \

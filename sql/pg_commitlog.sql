@@ -953,3 +953,60 @@ SELECT j.derived_table AS table_name, s.topic, s.status, s.lag, s.processed, s.l
  WHERE s.kind = 'table';
 
 GRANT SELECT ON commitlog.stream_job_status, commitlog.processors, commitlog.derived_tables TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- In-sync replicas, acks=all and failover (src/cluster/cluster_isr.c,
+-- DESIGN 9, src/cluster/README.md "ISR, acks and failover").
+------------------------------------------------------------------------------
+
+-- A leader's map from LSNs to offsets, per partition it leads with
+-- followers: every record below stable_offset committed before lsn.  A
+-- follower whose slot confirmed lsn holds them all.  Written and trimmed by
+-- the leader's worker; local, not replicated.
+CREATE TABLE commitlog.replica_marks (
+    topic_id int NOT NULL,
+    partition int NOT NULL,
+    stable_offset bigint NOT NULL,
+    lsn pg_catalog.pg_lsn NOT NULL,
+    at timestamptz NOT NULL,
+    PRIMARY KEY (topic_id, partition, stable_offset)
+);
+GRANT SELECT ON commitlog.replica_marks TO PUBLIC;
+
+-- On the coordinator: a leader's new ISR for a partition (Kafka's
+-- AlterPartition).  Refused (CL004) unless the caller is still the
+-- partition's leader at leader_epoch; the ISR keeps the leader, holds only
+-- replicas, and is stored in replica order.
+CREATE FUNCTION commitlog.cluster_alter_isr(topic_id int, partition int, leader int,
+                                            leader_epoch int, isr int[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE commitlog.cluster_partitions p
+       SET isr = ARRAY(SELECT r.b FROM pg_catalog.unnest(p.replicas) WITH ORDINALITY r(b, o)
+                        WHERE r.b = ANY (cluster_alter_isr.isr) ORDER BY r.o)
+     WHERE p.topic_id = cluster_alter_isr.topic_id AND p.partition = cluster_alter_isr.partition
+       AND p.leader = cluster_alter_isr.leader AND p.leader_epoch = cluster_alter_isr.leader_epoch
+       AND cluster_alter_isr.leader = ANY (cluster_alter_isr.isr)
+       AND cluster_alter_isr.isr <@ p.replicas;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'broker % is not the leader of partition % of topic id % at leader epoch %',
+                        leader, partition, topic_id, leader_epoch
+            USING ERRCODE = 'CL004',
+                  DETAIL = 'Only the current leader may change a partition''s in-sync replicas.',
+                  HINT = 'The leader re-reads the assignment from the coordinator in its next cycle.';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION commitlog.cluster_alter_isr(int, int, int, int, int[]) FROM PUBLIC;
+
+-- acks=all (src/cluster/cluster_acks.c): after committing records produced
+-- with commitlog.acks = 'all', wait until every in-sync replica has them.
+-- Returns the number of records confirmed; CL002 / CL003 / CL005 leave
+-- them in doubt (docs/replication.md).
+CREATE FUNCTION commitlog.await_replication(timeout_ms int DEFAULT 30000)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'await_replication'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;

@@ -21,6 +21,8 @@
 #define ERRCODE_COMMITLOG_NOT_ENOUGH_REPLICAS		MAKE_SQLSTATE('C','L','0','0','3')
 /* Kafka's STALE_CONTROLLER_EPOCH: an action of a controller since replaced */
 #define ERRCODE_COMMITLOG_STALE_EPOCH				MAKE_SQLSTATE('C','L','0','0','4')
+/* Kafka's REQUEST_TIMED_OUT: await_replication gave up; the records are in doubt */
+#define ERRCODE_COMMITLOG_REQUEST_TIMED_OUT		MAKE_SQLSTATE('C','L','0','0','5')
 
 /* Confluent's 409: a new schema version breaks the subject's compatibility mode */
 #define ERRCODE_COMMITLOG_INCOMPATIBLE_SCHEMA		MAKE_SQLSTATE('C','L','S','0','1')

@@ -73,7 +73,8 @@ ClusterDefineGucs(void)
 							   &commitlog_cluster,
 							   "default",
 							   PGC_SIGHUP, 0,
-							   check_cluster, NULL, NULL);
+							   check_cluster, NULL, NULL);	ClusterIsrDefineGucs();
+	ClusterAcksDefineGucs();
 }
 
 bool
@@ -309,10 +310,12 @@ ClusterLedPartition(const Topic *topic, int32 candidate)
 }
 
 /*
- * The follower's readable end: the stable offset its leader last
- * replicated.  The leader writes the watermark after every record below it
- * has committed, and the apply worker applies in commit order, so every
- * record below it is here; the caller takes its snapshot after this.
+ * The follower's readable end: the watermark its leader last replicated
+ * (the high watermark: what every in-sync replica holds).  The leader
+ * writes it after every record below it has committed, and the apply
+ * worker applies in commit order, so every record below it is here; the
+ * caller takes its snapshot after this.  A leader with followers reads its
+ * own published row: it serves no record above the high watermark either.
  */
 bool
 ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
@@ -322,20 +325,24 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 	int			nestlevel;
 	bool		isnull;
 	bool		replica;
+	bool		leader;
 	int64		stable = 0;
 
 	if (!ClusterEnabled())
 		return false;
 	nestlevel = CatalogBegin();
+	/* a leader with followers serves up to the high watermark it publishes */
 	CatalogRead("SELECT w.stable_offset, "
 				"pg_catalog.current_setting('commitlog.broker_id')::int = ANY (a.replicas), "
-				"a.leader, b.conninfo "
+				"a.leader, b.conninfo, "
+				"a.leader IS NOT DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int "
 				"FROM commitlog.cluster_assignments a "
 				"LEFT JOIN commitlog.replica_watermarks w ON w.leader_id = a.leader "
 				"AND w.topic_id = a.topic_id AND w.partition = a.partition "
 				"LEFT JOIN commitlog.cluster_brokers b ON b.broker_id = a.leader "
 				"WHERE a.topic_id = $1 AND a.partition = $2 "
-				"AND a.leader IS DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int",
+				"AND (a.leader IS DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int "
+				"OR pg_catalog.cardinality(a.replicas) > 1)",
 				2, argtypes, args, 1);
 	if (SPI_processed == 0)
 	{
@@ -360,7 +367,14 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 	stable = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull || stable < 0)
 		stable = 0;
+	leader = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
 	CatalogEnd(nestlevel);
+	if (leader)
+	{
+		/* records between the HW and the log end exist: not out of range */
+		end->stable = Min(end->stable, stable);
+		return true;
+	}
 	end->stable = stable;
 	end->log_end = stable;
 	end->reserved_end = stable;

@@ -59,6 +59,25 @@ extern bool ClusterFollowerWait(const Topic *topic, int32 partition, long timeou
 /* TopicCreateSegment (topic_ddl.c): a leader announces its new segment end */
 extern void ClusterSegmentCreated(int32 topic_id, int32 partition, int64 end);
 
+/*
+ * In-sync replicas (cluster_isr.c): commitlog.replica_lag_time_max_ms, and
+ * the leader's measurement of its followers, which returns the high
+ * watermark to publish (README.md, "ISR, acks and failover").
+ */
+extern int	commitlog_replica_lag_time_max_ms;
+extern void ClusterIsrDefineGucs(void);
+extern int64 ClusterIsrUpdate(int32 topic_id, int32 partition, int64 stable, int64 hw);
+
+/*
+ * acks (cluster_acks.c): commitlog.acks, and produce's note of what a
+ * transaction wrote, for the PRE_COMMIT check and await_replication.
+ */
+#define CLUSTER_ACKS_ONE	1
+#define CLUSTER_ACKS_ALL	(-1)
+extern int	commitlog_acks;
+extern void ClusterAcksDefineGucs(void);
+extern void ClusterProduced(int32 topic_id, int32 partition, int64 last_offset, int count);
+
 /* The worker's cluster step, after controller upkeep (worker.c) */
 extern void ClusterUpkeep(void);
 

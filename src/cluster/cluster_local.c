@@ -310,6 +310,7 @@ reconcile_watermarks(void)
 		OffsetsEnd	end;
 		int64		seen;
 		int64		log_start;
+		int64		hw;
 		bool		isnull;
 
 		SPI_tuptable = rows;
@@ -318,13 +319,16 @@ reconcile_watermarks(void)
 		topic = TopicOpen(spi_text(i, 1), AccessShareLock);
 		key = TopicPartitionKey(topic, spi_int(i, 3));
 		end = OffsetsGetEnd(&key);
-		if (end.stable == seen &&
+		/* with followers, they may serve (and this broker) only up to the HW */
+		hw = ClusterIsrUpdate(spi_int(i, 2), spi_int(i, 3), end.stable, seen);
+		SPI_tuptable = rows;
+		if (hw == seen &&
 			log_start == DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 6, &isnull)))
 			continue;
 		spi_run(psprintf("UPDATE commitlog.replica_watermarks SET stable_offset = " INT64_FORMAT
 						 ", log_start_offset = " INT64_FORMAT ", updated_at = pg_catalog.now() "
 						 "WHERE leader_id = %d AND topic_id = %d AND partition = %d",
-						 end.stable, log_start, commitlog_broker_id, spi_int(i, 2), spi_int(i, 3)));
+						 hw, log_start, commitlog_broker_id, spi_int(i, 2), spi_int(i, 3)));
 	}
 	ClusterXactEnd();
 }
@@ -604,6 +608,10 @@ reconcile_drop(void)
 	spi_run(psprintf("DELETE FROM commitlog.replica_watermarks w WHERE w.leader_id = %d "
 					 "AND NOT EXISTS (SELECT 1 FROM commitlog.cluster_assignments a WHERE a.topic_id = w.topic_id)",
 					 me));
+	/* and the ISR marks of partitions no longer led here */
+	spi_run(psprintf("DELETE FROM commitlog.replica_marks m WHERE NOT EXISTS (SELECT 1 "
+					 "FROM commitlog.cluster_assignments a WHERE a.topic_id = m.topic_id "
+					 "AND a.partition = m.partition AND a.leader = %d)", me));
 	ClusterXactEnd();
 
 	foreach(lc, list_concat(dropped, confirm))

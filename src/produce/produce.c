@@ -319,6 +319,7 @@ produce_records(Topic *topic, ProduceRecord *recs, int n)
 		OffsetsAllocate(&key, m, offsets);
 		for (int i = 0; i < m; i++)
 			recs[idx[i]].offset = offsets[i];
+		ClusterProduced(topic->id, p, offsets[m - 1], m);
 
 		/* offsets increase along idx: write each segment's run at once */
 		for (int start = 0, stop; start < m; start = stop)

@@ -11,7 +11,10 @@
  * publishes the ones it leads (one publication per follower) and
  * subscribes to its leaders (one subscription per leader).  Leaders
  * replicate a watermark (commitlog.replica_watermarks) in the same stream
- * as the records; followers serve reads only below it.  With
+ * as the records; followers serve reads only below it.  Leaders measure
+ * their followers (cluster_isr.c): the ISR, and the high watermark they
+ * publish as that watermark and serve themselves; acks=all and
+ * await_replication build on it (cluster_acks.c).  With
  * commitlog.coordinator empty, none of this runs: single-broker mode.
  * README.md in this folder has the whole picture.
  */

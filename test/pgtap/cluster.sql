@@ -17,7 +17,7 @@
 SET client_min_messages = warning;
 
 BEGIN;
-SELECT plan(33);
+SELECT plan(44);
 
 CREATE FUNCTION pg_temp.cid() RETURNS int LANGUAGE sql AS
 $$ SELECT id FROM commitlog.clusters WHERE name = 'pgtap' $$;
@@ -117,11 +117,29 @@ SELECT lives_ok($$SELECT commitlog.cluster_fence('pgtap', 0)$$, 'cluster_fence p
 SELECT throws_ok($$SELECT commitlog.cluster_fence('pgtap', 1)$$, '22023', NULL, 'an epoch from the future: 22023');
 SELECT throws_ok($$SELECT commitlog.cluster_fence('nosuch', 0)$$, '42704', NULL, 'an unknown cluster: 42704');
 
+-- ISR changes proposed by a leader (issue 7): fenced by leader and leader epoch
+CREATE FUNCTION pg_temp.b() RETURNS int LANGUAGE sql AS
+$$ SELECT id FROM commitlog.cluster_topics WHERE name = 'b' AND cluster_id = pg_temp.cid() $$;
+SELECT lives_ok($$SELECT commitlog.cluster_alter_isr(pg_temp.b(), 0, 11, 0, '{13,11}')$$,
+                'the leader at its epoch shrinks the ISR');
+SELECT is((SELECT isr FROM pg_temp.assignment('b')), '{11,13}'::int[], '... stored in replica order');
+SELECT throws_ok($$SELECT commitlog.cluster_alter_isr(pg_temp.b(), 0, 11, 1, '{11}')$$, 'CL004',
+                 'broker 11 is not the leader of partition 0 of topic id ' || pg_temp.b() || ' at leader epoch 1',
+                 'another leader epoch: CL004');
+SELECT throws_ok($$SELECT commitlog.cluster_alter_isr(pg_temp.b(), 0, 12, 0, '{12}')$$, 'CL004', NULL,
+                 'a follower: CL004');
+SELECT throws_ok($$SELECT commitlog.cluster_alter_isr(pg_temp.b(), 0, 11, 0, '{12,13}')$$, 'CL004', NULL,
+                 'an ISR without its leader: CL004');
+SELECT throws_ok($$SELECT commitlog.cluster_alter_isr(pg_temp.b(), 0, 11, 0, '{11,99}')$$, 'CL004', NULL,
+                 'an ISR with a broker that is no replica: CL004');
+SELECT is((SELECT isr FROM pg_temp.assignment('b')), '{11,13}'::int[], '... none of them changed it');
+
 -- privileges and the replication trigger
 CREATE ROLE pgtap_cluster_user;
 SELECT ok(NOT has_function_privilege('pgtap_cluster_user', 'commitlog.cluster_assign(int)', 'EXECUTE')
           AND NOT has_function_privilege('pgtap_cluster_user', 'commitlog.cluster_create_topic(text, text, int, int, jsonb)', 'EXECUTE')
-          AND NOT has_function_privilege('pgtap_cluster_user', 'commitlog.cluster_fence(text, bigint)', 'EXECUTE'),
+          AND NOT has_function_privilege('pgtap_cluster_user', 'commitlog.cluster_fence(text, bigint)', 'EXECUTE')
+          AND NOT has_function_privilege('pgtap_cluster_user', 'commitlog.cluster_alter_isr(int, int, int, int, int[])', 'EXECUTE'),
           'the coordinator functions are not for everyone');
 SELECT is((SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'replica_watermark_applied'), 'R',
           'the segment trigger fires only in the apply worker (ENABLE REPLICA)');
@@ -132,6 +150,15 @@ INSERT INTO commitlog.cluster_assignments
 SELECT t.id, t.name, 0, 1, 1, '{}', false, '{99}', 99, '{99}', 0 FROM commitlog.topics t WHERE t.name = 'pgtap_solo';
 SELECT is((commitlog.produce('pgtap_solo', 'x'::bytea, partition => 0)).log_offset, 0::bigint,
           'single-broker mode produces whatever cluster_assignments says');
+SET LOCAL commitlog.acks = 'all';
+SELECT is((commitlog.produce('pgtap_solo', 'y'::bytea, partition => 0)).log_offset, 1::bigint,
+          'single-broker mode: acks=all produces as acks=1');
+SELECT is(commitlog.await_replication(), 0::bigint,
+          'single-broker mode: await_replication has nothing to wait for');
+SELECT throws_ok($$SELECT commitlog.await_replication(-1)$$, '22023', 'timeout_ms must not be negative',
+                 'a negative timeout: 22023');
+SELECT throws_ok($$SET LOCAL commitlog.acks = '2'$$, '22023', NULL, 'commitlog.acks is 1 or all');
+
 
 SELECT * FROM finish();
 ROLLBACK;

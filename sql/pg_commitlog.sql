@@ -151,14 +151,8 @@ LANGUAGE sql VOLATILE PARALLEL UNSAFE
 AS $$ SELECT commitlog.produce(topic, pg_catalog.convert_to(value, 'UTF8'), key,
                                partition, headers, ts) $$;
 
-CREATE FUNCTION commitlog.produce(topic text, value jsonb, key bytea DEFAULT NULL,
-                                  partition int DEFAULT NULL,
-                                  headers commitlog.header[] DEFAULT NULL,
-                                  ts timestamptz DEFAULT NULL)
-RETURNS commitlog.position
-LANGUAGE sql VOLATILE PARALLEL UNSAFE
-AS $$ SELECT commitlog.produce(topic, pg_catalog.convert_to(value::pg_catalog.text, 'UTF8'),
-                               key, partition, headers, ts) $$;
+-- produce(topic, jsonb) is defined in the schema registry's section: it
+-- encodes with the topic's value schema when there is one.
 
 CREATE FUNCTION commitlog.produce_batch(topic text, payloads bytea[], keys bytea[] DEFAULT NULL,
                                         partition int DEFAULT NULL)
@@ -263,27 +257,10 @@ SELECT t.name AS topic,
        commitlog.effective_config(t.config) AS config
   FROM commitlog.topics t;
 
-CREATE VIEW commitlog.partition_list AS
-SELECT t.name AS topic,
-       p.partition,
-       commitlog.earliest_offset(t.name, p.partition) AS earliest_offset,
-       commitlog.latest_offset(t.name, p.partition) AS latest_offset,
-       (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid))::bigint
-          FROM commitlog.segments s
-          JOIN pg_catalog.pg_class c
-            ON c.relname = s.relname
-           AND c.relnamespace = 'commitlog_topics'::pg_catalog.regnamespace
-         WHERE s.topic_id = p.topic_id AND s.partition = p.partition) AS size_bytes,
-       (SELECT pg_catalog.count(*)::int
-          FROM commitlog.segments s
-         WHERE s.topic_id = p.topic_id AND s.partition = p.partition) AS segments,
-       pg_catalog.current_setting('commitlog.broker_id')::int AS leader,
-       ARRAY[pg_catalog.current_setting('commitlog.broker_id')::int] AS replicas,
-       ARRAY[pg_catalog.current_setting('commitlog.broker_id')::int] AS isr
-  FROM commitlog.topics t
-  JOIN commitlog.partitions p ON p.topic_id = t.id;
+-- commitlog.partition_list is defined with the cluster tables below (its
+-- leader, replicas and isr come from the cluster's assignment).
 
-GRANT SELECT ON commitlog.topic_list, commitlog.partition_list TO PUBLIC;
+GRANT SELECT ON commitlog.topic_list TO PUBLIC;
 
 -- Committed positions with lag = latest_offset - committed_offset (Kafka's
 -- consumer lag).  Partitions a group has never committed are not listed.
@@ -347,39 +324,8 @@ AS 'MODULE_PATHNAME', 'controller_fence'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION commitlog.controller_fence(bigint) FROM PUBLIC;
 
--- The current controller: shown only while its session holds the lock.
-CREATE VIEW commitlog.controller AS
-SELECT s.broker_id, s.epoch, s.elected_at, s.pid
-  FROM commitlog.controller_state s
- WHERE s.epoch > 0
-   AND EXISTS (SELECT 1
-                 FROM pg_catalog.pg_locks l
-                WHERE l.locktype = 'advisory'
-                  AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
-                                     WHERE d.datname = pg_catalog.current_database())
-                  AND l.classid = 1129074503::pg_catalog.oid
-                  AND l.objid = 1::pg_catalog.oid
-                  AND l.objsubid = 2
-                  AND l.granted
-                  AND l.pid = s.pid);
-
-CREATE VIEW commitlog.brokers AS
-SELECT r.broker_id,
-       r.conninfo,
-       EXISTS (SELECT 1
-                 FROM pg_catalog.pg_locks l
-                WHERE l.locktype = 'advisory'
-                  AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
-                                     WHERE d.datname = pg_catalog.current_database())
-                  AND l.classid = 1129070162::pg_catalog.oid
-                  AND l.objid = r.broker_id::pg_catalog.oid
-                  AND l.objsubid = 2
-                  AND l.granted) AS alive,
-       COALESCE(r.broker_id = c.broker_id, false) AS is_controller
-  FROM commitlog.broker_registry r
-  LEFT JOIN commitlog.controller c ON true;
-
-GRANT SELECT ON commitlog.controller, commitlog.brokers TO PUBLIC;
+-- The views commitlog.controller and commitlog.brokers are defined with
+-- the cluster tables below.
 
 ------------------------------------------------------------------------------
 -- Schema registry (src/schemas, docs/schemas.md): Avro schemas per subject
@@ -461,16 +407,18 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'decode_key'
 LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 
--- produce(topic, jsonb) encodes with the topic's value schema when it has
--- one (DESIGN 12); replaces the definition in the Produce section.
-CREATE OR REPLACE FUNCTION commitlog.produce(topic text, value jsonb, key bytea DEFAULT NULL,
-                                             partition int DEFAULT NULL,
-                                             headers commitlog.header[] DEFAULT NULL,
-                                             ts timestamptz DEFAULT NULL)
+-- produce(topic, jsonb): encoded with the topic's value schema when it has
+-- one (DESIGN 12), else stored as the jsonb's text in UTF-8.
+CREATE FUNCTION commitlog.produce(topic text, value jsonb, key bytea DEFAULT NULL,
+                                  partition int DEFAULT NULL,
+                                  headers commitlog.header[] DEFAULT NULL,
+                                  ts timestamptz DEFAULT NULL)
 RETURNS commitlog.position
 LANGUAGE sql VOLATILE PARALLEL UNSAFE
 AS $$ SELECT commitlog.produce(topic, commitlog.encode_value(topic, value),
                                key, partition, headers, ts) $$;
+
+------------------------------------------------------------------------------
 -- Cluster and replication (src/cluster, DESIGN 9, docs/replication.md).
 --
 -- Two groups of objects.  The coordinator's (clusters, cluster_topics,
@@ -764,7 +712,7 @@ CREATE TRIGGER replica_watermark_applied
 ALTER TABLE commitlog.replica_watermarks ENABLE REPLICA TRIGGER replica_watermark_applied;
 
 -- leader, replicas and isr from the cluster's assignment in cluster mode.
-CREATE OR REPLACE VIEW commitlog.partition_list AS
+CREATE VIEW commitlog.partition_list AS
 SELECT t.name AS topic,
        p.partition,
        commitlog.earliest_offset(t.name, p.partition) AS earliest_offset,
@@ -785,8 +733,9 @@ SELECT t.name AS topic,
   JOIN commitlog.partitions p ON p.topic_id = t.id
   LEFT JOIN commitlog.cluster_assignments a ON a.topic_id = t.id AND a.partition = p.partition;
 
--- Per cluster: the controller lock of cluster c is (1129074503, c).
-CREATE OR REPLACE VIEW commitlog.controller AS
+-- The current controller of each cluster, shown only while its session
+-- holds the lock: the controller lock of cluster c is (1129074503, c).
+CREATE VIEW commitlog.controller AS
 SELECT s.broker_id, s.epoch, s.elected_at, s.pid
   FROM commitlog.controller_state s
  WHERE s.epoch > 0
@@ -803,7 +752,7 @@ SELECT s.broker_id, s.epoch, s.elected_at, s.pid
 
 -- Liveness lock of broker b in cluster c: (1129070162 + c - 1, b).  On a
 -- broker that is not the coordinator: the brokers its worker last saw there.
-CREATE OR REPLACE VIEW commitlog.brokers AS
+CREATE VIEW commitlog.brokers AS
 SELECT r.broker_id,
        r.conninfo,
        EXISTS (SELECT 1
@@ -826,6 +775,8 @@ SELECT m.broker_id, m.conninfo, m.alive, m.is_controller,
        pg_catalog.current_setting('commitlog.cluster')
   FROM commitlog.cluster_brokers m
  WHERE NOT EXISTS (SELECT 1 FROM commitlog.broker_registry);
+
+GRANT SELECT ON commitlog.partition_list, commitlog.controller, commitlog.brokers TO PUBLIC;
 
 ------------------------------------------------------------------------------
 -- Stream processing (DESIGN 13, src/stream): processors and derived tables.

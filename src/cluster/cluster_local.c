@@ -96,6 +96,30 @@ spi_query(const char *sql)
 	return SPI_processed;
 }
 
+/*
+ * Run the statements a query generates: every non-null column of every
+ * row, in order.  All are read before any runs, since running one replaces
+ * SPI_tuptable.
+ */
+static void
+spi_run_generated(const char *query)
+{
+	uint64		n = spi_query(query);
+	List	   *stmts = NIL;
+	ListCell   *lc;
+
+	for (uint64 i = 0; i < n; i++)
+		for (int c = 1; c <= SPI_tuptable->tupdesc->natts; c++)
+		{
+			char	   *sql = spi_text(i, c);
+
+			if (sql != NULL)
+				stmts = lappend(stmts, sql);
+		}
+	foreach(lc, stmts)
+		spi_run(lfirst(lc));
+}
+
 /* Call a topic function on the local copy of cluster topic topic_id. */
 static void
 local_topic_call(int32 topic_id, const char *sql)
@@ -160,7 +184,6 @@ static void
 reconcile_publish(void)
 {
 	int			me = commitlog_broker_id;
-	uint64		n;
 	const char *desired;
 
 	ClusterXactBegin("pg_commitlog: publishing led partitions");
@@ -183,108 +206,53 @@ reconcile_publish(void)
 					   "AND EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id)", me, me);
 
 	/* publications to create */
-	n = spi_query(psprintf("SELECT DISTINCT d.follower FROM (%s) d "
-						   "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p "
-						   "WHERE p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower))",
-						   desired, me));
-	if (n > 0)
-	{
-		SPITupleTable *rows = SPI_tuptable;
-		List	   *followers = NIL;
-		ListCell   *lc;
-
-		for (uint64 i = 0; i < n; i++)
-		{
-			SPI_tuptable = rows;
-			followers = lappend_int(followers, spi_int(i, 1));
-		}
-		foreach(lc, followers)
-			spi_run(psprintf("CREATE PUBLICATION %s FOR TABLE commitlog.replica_watermarks "
-							 "WHERE (leader_id = %d) WITH (publish = 'insert, update, delete', "
-							 "publish_via_partition_root = true)",
-							 ClusterPairName(me, lfirst_int(lc)), me));
-	}
+	spi_run_generated(psprintf("SELECT DISTINCT pg_catalog.format('CREATE PUBLICATION %%I "
+							   "FOR TABLE commitlog.replica_watermarks WHERE (leader_id = %%s) "
+							   "WITH (publish = ''insert, update, delete'', publish_via_partition_root = true)', "
+							   "pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower), %d) "
+							   "FROM (%s) d "
+							   "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p "
+							   "WHERE p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower))",
+							   me, me, desired, me));
 
 	/* tables to add, each with its watermark row in the same transaction */
-	n = spi_query(psprintf("SELECT d.follower, d.topic_id, d.partition, d.relname FROM (%s) d "
-						   "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p "
-						   "JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid "
-						   "WHERE p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower) "
-						   "AND r.prrelid = pg_catalog.to_regclass(pg_catalog.format('commitlog_topics.%%I', d.relname)))",
-						   desired, me));
-	if (n > 0)
-	{
-		SPITupleTable *rows = SPI_tuptable;
-		List	   *stmts = NIL;
-		ListCell   *lc;
-
-		for (uint64 i = 0; i < n; i++)
-		{
-			SPI_tuptable = rows;
-			stmts = lappend(stmts, psprintf("INSERT INTO commitlog.replica_watermarks "
-											"(leader_id, topic_id, partition, stable_offset, log_start_offset, segment_end) "
-											"SELECT %d, %d, %d, 0, 0, pg_catalog.max(s.end_offset) FROM commitlog.segments s "
-											"WHERE s.topic_id = %d AND s.partition = %d "
-											"ON CONFLICT DO NOTHING",
-											me, spi_int(i, 2), spi_int(i, 3), spi_int(i, 2), spi_int(i, 3)));
-			stmts = lappend(stmts, psprintf("ALTER PUBLICATION %s ADD TABLE commitlog_topics.%s",
-											ClusterPairName(me, spi_int(i, 1)),
-											quote_identifier(spi_text(i, 4))));
-		}
-		foreach(lc, stmts)
-			spi_run(lfirst(lc));
-	}
+	spi_run_generated(psprintf("SELECT pg_catalog.format('INSERT INTO commitlog.replica_watermarks "
+							   "(leader_id, topic_id, partition, stable_offset, log_start_offset, segment_end) "
+							   "SELECT %%s, %%s, %%s, 0, 0, pg_catalog.max(s.end_offset) FROM commitlog.segments s "
+							   "WHERE s.topic_id = %%s AND s.partition = %%s ON CONFLICT DO NOTHING', "
+							   "%d, d.topic_id, d.partition, d.topic_id, d.partition), "
+							   "pg_catalog.format('ALTER PUBLICATION %%I ADD TABLE commitlog_topics.%%I', "
+							   "pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower), d.relname) "
+							   "FROM (%s) d "
+							   "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p "
+							   "JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid "
+							   "WHERE p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower) "
+							   "AND r.prrelid = pg_catalog.to_regclass(pg_catalog.format('commitlog_topics.%%I', d.relname)))",
+							   me, me, desired, me));
 
 	/* tables to remove: published here but no longer wanted */
-	n = spi_query(psprintf("SELECT p.pubname, c.relname FROM pg_catalog.pg_publication p "
-						   "JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid "
-						   "JOIN pg_catalog.pg_class c ON c.oid = r.prrelid "
-						   "WHERE p.pubname LIKE 'commitlog\\_b%d\\_to\\_b%%' "
-						   "AND c.relnamespace = 'commitlog_topics'::pg_catalog.regnamespace "
-						   "AND NOT EXISTS (SELECT 1 FROM (%s) d WHERE d.relname = c.relname "
-						   "AND p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower))",
-						   me, desired, me));
-	if (n > 0)
-	{
-		SPITupleTable *rows = SPI_tuptable;
-		List	   *stmts = NIL;
-		ListCell   *lc;
-
-		for (uint64 i = 0; i < n; i++)
-		{
-			SPI_tuptable = rows;
-			stmts = lappend(stmts, psprintf("ALTER PUBLICATION %s DROP TABLE commitlog_topics.%s",
-											quote_identifier(spi_text(i, 1)),
-											quote_identifier(spi_text(i, 2))));
-		}
-		foreach(lc, stmts)
-			spi_run(lfirst(lc));
-	}
+	spi_run_generated(psprintf("SELECT pg_catalog.format('ALTER PUBLICATION %%I DROP TABLE commitlog_topics.%%I', "
+							   "p.pubname, c.relname) "
+							   "FROM pg_catalog.pg_publication p "
+							   "JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid "
+							   "JOIN pg_catalog.pg_class c ON c.oid = r.prrelid "
+							   "WHERE p.pubname LIKE 'commitlog\\_b%d\\_to\\_b%%' "
+							   "AND c.relnamespace = 'commitlog_topics'::pg_catalog.regnamespace "
+							   "AND NOT EXISTS (SELECT 1 FROM (%s) d WHERE d.relname = c.relname "
+							   "AND p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower))",
+							   me, desired, me));
 
 	/* publications nobody needs: no table, no follower, no slot left */
-	n = spi_query(psprintf("SELECT p.pubname FROM pg_catalog.pg_publication p "
-						   "WHERE p.pubname LIKE 'commitlog\\_b%d\\_to\\_b%%' "
-						   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r "
-						   "  JOIN pg_catalog.pg_class c ON c.oid = r.prrelid "
-						   "  WHERE r.prpubid = p.oid AND c.relnamespace = 'commitlog_topics'::pg_catalog.regnamespace) "
-						   "AND NOT EXISTS (SELECT 1 FROM (%s) d "
-						   "  WHERE p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower)) "
-						   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = p.pubname)",
-						   me, desired, me));
-	if (n > 0)
-	{
-		SPITupleTable *rows = SPI_tuptable;
-		List	   *stmts = NIL;
-		ListCell   *lc;
-
-		for (uint64 i = 0; i < n; i++)
-		{
-			SPI_tuptable = rows;
-			stmts = lappend(stmts, psprintf("DROP PUBLICATION %s", quote_identifier(spi_text(i, 1))));
-		}
-		foreach(lc, stmts)
-			spi_run(lfirst(lc));
-	}
+	spi_run_generated(psprintf("SELECT pg_catalog.format('DROP PUBLICATION %%I', p.pubname) "
+							   "FROM pg_catalog.pg_publication p "
+							   "WHERE p.pubname LIKE 'commitlog\\_b%d\\_to\\_b%%' "
+							   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r "
+							   "  JOIN pg_catalog.pg_class c ON c.oid = r.prrelid "
+							   "  WHERE r.prpubid = p.oid AND c.relnamespace = 'commitlog_topics'::pg_catalog.regnamespace) "
+							   "AND NOT EXISTS (SELECT 1 FROM (%s) d "
+							   "  WHERE p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower)) "
+							   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = p.pubname)",
+							   me, desired, me));
 	ClusterXactEnd();
 }
 

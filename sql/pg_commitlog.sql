@@ -462,7 +462,7 @@ CREATE TABLE commitlog.cluster_topics (
 );
 
 -- replicas: NULL until the controller assigns them; replicas[1] is the
--- preferred leader.  isr equals replicas until ISR tracking exists;
+-- preferred leader.  isr: kept by the leader (cluster_alter_isr, issue 7);
 -- leader_epoch and high_watermark are for leader failover (KIP-101).
 CREATE TABLE commitlog.cluster_partitions (
     topic_id int NOT NULL REFERENCES commitlog.cluster_topics ON DELETE CASCADE,

@@ -961,3 +961,116 @@ CREATE FUNCTION commitlog.await_replication(timeout_ms int DEFAULT 30000)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'await_replication'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- Leader election (issue 7, failover step 3 of src/cluster/README.md).
+-- Not called by the controller yet: the brokers' take-over of a new epoch
+-- (step 4) comes first, and electing without it would move leadership to a
+-- broker that does not act on it.
+
+-- Each replica's log end, reported by its broker; ranks election
+-- candidates (any in-sync replica is safe, the highest loses least).
+CREATE TABLE commitlog.cluster_replica_state (
+    topic_id int NOT NULL,
+    partition int NOT NULL,
+    broker_id int NOT NULL,
+    log_end bigint NOT NULL,
+    leader_epoch int NOT NULL,
+    reported_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (topic_id, partition, broker_id),
+    FOREIGN KEY (topic_id, partition) REFERENCES commitlog.cluster_partitions ON DELETE CASCADE
+);
+GRANT SELECT ON commitlog.cluster_replica_state TO PUBLIC;
+
+-- An epoch's start offset is written by its leader when it takes over
+-- (cluster_begin_epoch): NULL until then.
+ALTER TABLE commitlog.cluster_leader_epochs ALTER COLUMN start_offset DROP NOT NULL;
+
+-- The controller's failover duty (run fenced): each partition whose leader
+-- is not alive (or that has none) gets the live in-sync replica with the
+-- highest reported log end (ties: replica order) as leader, in a new leader
+-- epoch, and loses the dead leader from its ISR.  With no live in-sync
+-- replica the partition stays leaderless, its ISR unchanged (the last
+-- in-sync replica is elected when it returns), unless its topic sets
+-- unclean.leader.election.enable: then any live replica, with ISR {it}.
+-- Returns the partitions whose leader changed.
+CREATE FUNCTION commitlog.cluster_elect(cluster_id int)
+RETURNS int
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    live int[] := commitlog.cluster_live_brokers(cluster_id);
+    p record;
+    winner int;
+    changed int := 0;
+BEGIN
+    FOR p IN SELECT cp.topic_id, cp.partition, cp.replicas, cp.leader, cp.isr, cp.leader_epoch,
+                    COALESCE((ct.config ->> 'unclean.leader.election.enable')::boolean, false) AS unclean
+               FROM commitlog.cluster_partitions cp
+               JOIN commitlog.cluster_topics ct ON ct.id = cp.topic_id
+              WHERE ct.cluster_id = cluster_elect.cluster_id AND NOT ct.deleting
+                AND cp.replicas IS NOT NULL
+                AND (cp.leader IS NULL OR NOT cp.leader = ANY (live))
+              ORDER BY cp.topic_id, cp.partition
+              FOR UPDATE OF cp
+    LOOP
+        winner := NULL;
+        SELECT r.b INTO winner
+          FROM pg_catalog.unnest(p.replicas) WITH ORDINALITY r(b, o)
+          LEFT JOIN commitlog.cluster_replica_state s
+            ON s.topic_id = p.topic_id AND s.partition = p.partition AND s.broker_id = r.b
+         WHERE r.b = ANY (live) AND (r.b = ANY (p.isr) OR p.unclean)
+         ORDER BY (r.b = ANY (p.isr)) DESC, s.log_end DESC NULLS LAST, r.o
+         LIMIT 1;
+        IF winner IS NULL THEN
+            IF p.leader IS NOT NULL THEN
+                UPDATE commitlog.cluster_partitions SET leader = NULL
+                 WHERE topic_id = p.topic_id AND partition = p.partition;
+                changed := changed + 1;
+            END IF;
+            CONTINUE;
+        END IF;
+        UPDATE commitlog.cluster_partitions
+           SET leader = winner, leader_epoch = p.leader_epoch + 1,
+               isr = CASE WHEN winner = ANY (p.isr)
+                          THEN ARRAY(SELECT r.b FROM pg_catalog.unnest(p.isr) WITH ORDINALITY r(b, o)
+                                      WHERE r.b IS DISTINCT FROM p.leader ORDER BY r.o)
+                          ELSE ARRAY[winner] END
+         WHERE topic_id = p.topic_id AND partition = p.partition;
+        INSERT INTO commitlog.cluster_leader_epochs (topic_id, partition, leader_epoch, start_offset, leader)
+        VALUES (p.topic_id, p.partition, p.leader_epoch + 1, NULL, winner);
+        changed := changed + 1;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
+-- The new leader of an epoch records where the epoch starts: its log end
+-- when it took over.  CL004 unless it leads the partition at that epoch
+-- and the start is not recorded yet.
+CREATE FUNCTION commitlog.cluster_begin_epoch(topic_id int, partition int, leader int,
+                                              leader_epoch int, start_offset bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE commitlog.cluster_leader_epochs e
+       SET start_offset = cluster_begin_epoch.start_offset
+     WHERE e.topic_id = cluster_begin_epoch.topic_id AND e.partition = cluster_begin_epoch.partition
+       AND e.leader_epoch = cluster_begin_epoch.leader_epoch AND e.leader = cluster_begin_epoch.leader
+       AND e.start_offset IS NULL
+       AND EXISTS (SELECT 1 FROM commitlog.cluster_partitions p
+                    WHERE p.topic_id = e.topic_id AND p.partition = e.partition
+                      AND p.leader = e.leader AND p.leader_epoch = e.leader_epoch);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'broker % cannot begin leader epoch % of partition % of topic id %',
+                        leader, leader_epoch, partition, topic_id
+            USING ERRCODE = 'CL004',
+                  DETAIL = 'Only the partition''s current leader begins its epoch, once.',
+                  HINT = 'The broker re-reads the assignment from the coordinator in its next cycle.';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION commitlog.cluster_elect(int),
+                       commitlog.cluster_begin_epoch(int, int, int, int, bigint) FROM PUBLIC;

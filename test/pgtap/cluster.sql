@@ -17,7 +17,7 @@
 SET client_min_messages = warning;
 
 BEGIN;
-SELECT plan(44);
+SELECT plan(56);
 
 CREATE FUNCTION pg_temp.cid() RETURNS int LANGUAGE sql AS
 $$ SELECT id FROM commitlog.clusters WHERE name = 'pgtap' $$;
@@ -134,12 +134,44 @@ SELECT throws_ok($$SELECT commitlog.cluster_alter_isr(pg_temp.b(), 0, 11, 0, '{1
                  'an ISR with a broker that is no replica: CL004');
 SELECT is((SELECT isr FROM pg_temp.assignment('b')), '{11,13}'::int[], '... none of them changed it');
 
+-- leader election (not yet run by the controller; README "ISR, acks and failover")
+SELECT is(commitlog.cluster_elect(pg_temp.cid()), 0, 'every leader alive: nothing to elect');
+SELECT pg_advisory_unlock(1129070162 + pg_temp.cid() - 1, 11);
+SELECT ok(commitlog.cluster_elect(pg_temp.cid()) >= 2, 'broker 11 dies: its partitions get new leaders');
+SELECT results_eq($$SELECT leader, isr FROM pg_temp.assignment('b')$$, $$VALUES (13, '{13}'::int[])$$,
+                  'b: the live in-sync replica 13 wins (12 is alive but not in the ISR); 11 leaves the ISR');
+SELECT results_eq($$SELECT p, leader, isr FROM pg_temp.assignment('a') WHERE p = 0$$, $$VALUES (0, 12, '{12}'::int[])$$,
+                  'a/0: its follower 12 wins');
+SELECT results_eq($$SELECT e.leader_epoch, e.start_offset, e.leader FROM commitlog.cluster_leader_epochs e
+                     WHERE e.topic_id = pg_temp.b() ORDER BY 1$$,
+                  $$VALUES (0, 0::bigint, 11), (1, NULL::bigint, 13)$$,
+                  'a new leader epoch, its start offset left to the new leader');
+SELECT lives_ok($$SELECT commitlog.cluster_begin_epoch(pg_temp.b(), 0, 13, 1, 42)$$, 'the new leader begins its epoch');
+SELECT is((SELECT start_offset FROM commitlog.cluster_leader_epochs WHERE topic_id = pg_temp.b() AND leader_epoch = 1),
+          42::bigint, '... at its log end');
+SELECT throws_ok($$SELECT commitlog.cluster_begin_epoch(pg_temp.b(), 0, 13, 1, 50)$$, 'CL004', NULL, '... only once');
+SELECT throws_ok($$SELECT commitlog.cluster_begin_epoch(pg_temp.b(), 0, 12, 1, 50)$$, 'CL004', NULL,
+                 'another broker cannot begin it');
+SELECT pg_advisory_unlock(1129070162 + pg_temp.cid() - 1, 13);
+SELECT commitlog.cluster_elect(pg_temp.cid());
+SELECT results_eq($$SELECT leader, isr FROM pg_temp.assignment('b')$$, $$VALUES (NULL::int, '{13}'::int[])$$,
+                  'the last in-sync replica dies: no unclean election of 12, the partition is leaderless');
+SELECT pg_advisory_lock(1129070162 + pg_temp.cid() - 1, 13);
+SELECT commitlog.cluster_elect(pg_temp.cid());
+SELECT results_eq($$SELECT leader, isr FROM pg_temp.assignment('b')$$, $$VALUES (13, '{13}'::int[])$$,
+                  '... until it returns, in a new epoch');
+SELECT is((SELECT max(leader_epoch) FROM commitlog.cluster_leader_epochs WHERE topic_id = pg_temp.b()), 2,
+          '... epoch 2');
+SELECT pg_advisory_lock(1129070162 + pg_temp.cid() - 1, 11);
+
 -- privileges and the replication trigger
 CREATE ROLE pgtap_cluster_user;
 SELECT ok(NOT has_function_privilege('pgtap_cluster_user', 'commitlog.cluster_assign(int)', 'EXECUTE')
           AND NOT has_function_privilege('pgtap_cluster_user', 'commitlog.cluster_create_topic(text, text, int, int, jsonb)', 'EXECUTE')
           AND NOT has_function_privilege('pgtap_cluster_user', 'commitlog.cluster_fence(text, bigint)', 'EXECUTE')
-          AND NOT has_function_privilege('pgtap_cluster_user', 'commitlog.cluster_alter_isr(int, int, int, int, int[])', 'EXECUTE'),
+          AND NOT has_function_privilege('pgtap_cluster_user', 'commitlog.cluster_alter_isr(int, int, int, int, int[])', 'EXECUTE')
+          AND NOT has_function_privilege('pgtap_cluster_user', 'commitlog.cluster_elect(int)', 'EXECUTE')
+          AND NOT has_function_privilege('pgtap_cluster_user', 'commitlog.cluster_begin_epoch(int, int, int, int, bigint)', 'EXECUTE'),
           'the coordinator functions are not for everyone');
 SELECT is((SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'replica_watermark_applied'), 'R',
           'the segment trigger fires only in the apply worker (ENABLE REPLICA)');

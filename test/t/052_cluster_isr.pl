@@ -147,7 +147,7 @@ is(coord_isr(), $coord->safe_psql('postgres',
 	'the ISR still has all three replicas');
 
 # acks=all with the ISR full: the commit passes, the wait does not
-my $bg = $leader->background_psql('postgres');
+my $bg = $leader->background_psql('postgres', on_error_stop => 0);
 $bg->query_safe('\\set VERBOSITY verbose');
 $bg->query_safe(q{SET commitlog.acks = 'all'});
 $bg->query_safe(q{SELECT commitlog.produce('events', 'awaited'::bytea, partition => 0)});

@@ -70,6 +70,7 @@ extern void ClusterSegmentCreated(int32 topic_id, int32 partition, int64 end);
 extern int	commitlog_replica_lag_time_max_ms;
 extern void ClusterIsrDefineGucs(void);
 extern int64 ClusterIsrUpdate(int32 topic_id, int32 partition, int64 stable, int64 hw);
+extern void ClusterReportReplicas(void);
 
 /*
  * acks (cluster_acks.c): commitlog.acks, and produce's note of what a

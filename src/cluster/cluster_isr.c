@@ -28,9 +28,11 @@
 #include "cluster/cluster.h"
 #include "commitlog.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "libpq-fe.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 int			commitlog_replica_lag_time_max_ms = 10000;
 
@@ -229,4 +231,93 @@ ClusterIsrUpdate(int32 topic_id, int32 partition, int64 stable, int64 hw)
 			low = Min(low, DatumGetInt64(applied_d));
 	}
 	return Max(hw, low);
+}
+
+/* the last report sent, to send only changes */
+static char *reported = NULL;
+
+/*
+ * Report the log end of every partition hosted here to the coordinator
+ * (commitlog.cluster_replica_state), when it changed: the controller ranks
+ * election candidates by it.  A follower's log end is its highest applied
+ * offset + 1 (offsets come from the leader), so it is read from the copy.
+ */
+void
+ClusterReportReplicas(void)
+{
+	StringInfoData topics;
+	StringInfoData parts;
+	StringInfoData ends;
+	StringInfoData epochs;
+	char		me[16];
+	const char *params[5];
+	uint64		n;
+	PGresult   *res;
+
+	initStringInfo(&topics);
+	initStringInfo(&parts);
+	initStringInfo(&ends);
+	initStringInfo(&epochs);
+	ClusterXactBegin("pg_commitlog: reporting replica log ends");
+	if (SPI_execute(psprintf("SELECT a.topic_id, a.partition, a.leader_epoch, "
+							 "pg_catalog.format('SELECT COALESCE(pg_catalog.max(log_offset) + 1, 0) FROM commitlog_topics.%%I', "
+							 "pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition)) "
+							 "FROM commitlog.cluster_assignments a "
+							 "WHERE %d = ANY (a.replicas) AND NOT a.deleting "
+							 "AND pg_catalog.to_regclass(pg_catalog.format('commitlog_topics.%%I', "
+							 "pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition))) IS NOT NULL "
+							 "ORDER BY 1, 2", commitlog_broker_id), true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the partitions hosted here");
+	n = SPI_processed;
+	if (n > 0)
+	{
+		SPITupleTable *rows = SPI_tuptable;
+
+		for (uint64 i = 0; i < n; i++)
+		{
+			const char *sep = i > 0 ? "," : "";
+			char	   *end;
+
+			if (SPI_execute(SPI_getvalue(rows->vals[i], rows->tupdesc, 4), true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not read the log end of a hosted partition");
+			end = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			appendStringInfo(&topics, "%s%s", sep, SPI_getvalue(rows->vals[i], rows->tupdesc, 1));
+			appendStringInfo(&parts, "%s%s", sep, SPI_getvalue(rows->vals[i], rows->tupdesc, 2));
+			appendStringInfo(&epochs, "%s%s", sep, SPI_getvalue(rows->vals[i], rows->tupdesc, 3));
+			appendStringInfo(&ends, "%s%s", sep, end);
+		}
+	}
+	ClusterXactEnd();
+
+	{
+		StringInfoData all;
+
+		initStringInfo(&all);
+		appendStringInfo(&all, "%s|%s|%s|%s", topics.data, parts.data, epochs.data, ends.data);
+		if (reported != NULL && strcmp(reported, all.data) == 0)
+			return;
+		snprintf(me, sizeof(me), "%d", commitlog_broker_id);
+		params[0] = psprintf("{%s}", topics.data);
+		params[1] = psprintf("{%s}", parts.data);
+		params[2] = me;
+		params[3] = psprintf("{%s}", ends.data);
+		params[4] = psprintf("{%s}", epochs.data);
+		res = ControllerQuery("INSERT INTO commitlog.cluster_replica_state AS s "
+							  "(topic_id, partition, broker_id, log_end, leader_epoch, reported_at) "
+							  "SELECT r.t, r.p, $3::int, r.e, r.le, pg_catalog.now() "
+							  "FROM pg_catalog.unnest($1::int[], $2::int[], $4::bigint[], $5::int[]) r(t, p, e, le) "
+							  "WHERE EXISTS (SELECT 1 FROM commitlog.cluster_partitions c "
+							  "WHERE c.topic_id = r.t AND c.partition = r.p) "
+							  "ON CONFLICT (topic_id, partition, broker_id) DO UPDATE "
+							  "SET log_end = EXCLUDED.log_end, leader_epoch = EXCLUDED.leader_epoch, "
+							  "reported_at = EXCLUDED.reported_at "
+							  "WHERE (s.log_end, s.leader_epoch) IS DISTINCT FROM (EXCLUDED.log_end, EXCLUDED.leader_epoch)",
+							  5, params);
+		if (res == NULL)
+			return;
+		PQclear(res);
+		if (reported != NULL)
+			pfree(reported);
+		reported = MemoryContextStrdup(TopMemoryContext, all.data);
+	}
 }

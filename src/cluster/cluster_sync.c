@@ -223,5 +223,6 @@ ClusterUpkeep(void)
 	if (!cluster_sync(cluster_id))
 		return;
 	ClusterReconcile();
+	ClusterReportReplicas();
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

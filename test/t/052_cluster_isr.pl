@@ -16,6 +16,7 @@
 #   while a member lacks the records, fails (CL003) once the ISR is too
 #   small, and confirms them after the follower rejoins; a commit with the
 #   ISR too small is refused (CL003) and leaves nothing; acks=1 still works;
+# - every replica reports its log end to the coordinator;
 # - cluster_alter_isr refuses a stale leader epoch or a non-leader (CL004).
 
 use strict;
@@ -114,6 +115,11 @@ for my $f (@followers)
 	ok($f->poll_query_until('postgres', q{SELECT commitlog.latest_offset('events', 0) = 10}),
 		$f->name . ' serves them too');
 }
+ok( $coord->poll_query_until('postgres',
+		q{SELECT count(*) = 3 FROM commitlog.cluster_replica_state s
+		    JOIN commitlog.cluster_topics t ON t.id = s.topic_id
+		   WHERE t.name = 'events' AND s.log_end = 10 AND s.leader_epoch = 0}),
+	'every replica reports its log end to the coordinator (for leader election)');
 
 # --- a follower that stops applying: held back, then out of the ISR -----------
 my ($slow, $other) = @followers;

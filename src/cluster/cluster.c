@@ -322,14 +322,29 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 	int			nestlevel;
 	bool		isnull;
 	bool		replica;
+	bool		synced;
 	int64		stable = 0;
+	int64		log_end;
 
 	if (!ClusterEnabled())
 		return false;
 	nestlevel = CatalogBegin();
 	CatalogRead("SELECT w.stable_offset, "
 				"pg_catalog.current_setting('commitlog.broker_id')::int = ANY (a.replicas), "
-				"a.leader, b.conninfo "
+				"a.leader, b.conninfo, "
+				/* both tables past their initial copy (ready) in the subscription */
+				"(SELECT pg_catalog.count(*) = 2 FROM pg_catalog.pg_subscription s "
+				"  JOIN pg_catalog.pg_subscription_rel r ON r.srsubid = s.oid "
+				"  WHERE s.subdbid = (SELECT d.oid FROM pg_catalog.pg_database d "
+				"                     WHERE d.datname = pg_catalog.current_database()) "
+				"  AND s.subname = pg_catalog.format('commitlog_b%s_to_b%s', a.leader, "
+				"      pg_catalog.current_setting('commitlog.broker_id')) "
+				"  AND r.srsubstate = 'r' "
+				"  AND r.srrelid IN ('commitlog.replica_watermarks'::pg_catalog.regclass, "
+				"      pg_catalog.to_regclass(pg_catalog.format('commitlog_topics.%I', "
+				"      pg_catalog.format('t%s$p%s', a.topic_id, a.partition))))), "
+				"(SELECT p.log_start_offset FROM commitlog.partitions p "
+				"  WHERE p.topic_id = a.topic_id AND p.partition = a.partition) "
 				"FROM commitlog.cluster_assignments a "
 				"LEFT JOIN commitlog.replica_watermarks w ON w.leader_id = a.leader "
 				"AND w.topic_id = a.topic_id AND w.partition = a.partition "
@@ -360,10 +375,27 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 	stable = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull || stable < 0)
 		stable = 0;
+	log_end = stable;
+
+	/*
+	 * While the subscription still copies the partition or the watermarks
+	 * (a new subscription, or a table added by REFRESH PUBLICATION), each
+	 * table is synced on its own, so the watermark can be ahead of the
+	 * records here: serve nothing yet (reading would skip the missing
+	 * records as gaps), and keep offsets up to the watermark in range.
+	 */
+	synced = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
+	if (isnull || !synced)
+	{
+		int64		log_start = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 6, &isnull));
+
+		stable = isnull ? 0 : Min(stable, log_start);
+	}
 	CatalogEnd(nestlevel);
 	end->stable = stable;
-	end->log_end = stable;
-	end->reserved_end = stable;
+	end->log_end = log_end;
+	end->reserved_end = log_end;
 	end->awaiting_flush = false;
 	return true;
 }

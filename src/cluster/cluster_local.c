@@ -242,6 +242,22 @@ reconcile_publish(void)
 							   "AND p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower))",
 							   me, desired, me));
 
+	/*
+	 * Slots of pairs with no partition left in common, not in use: left by
+	 * a follower that dropped its subscription while this broker was
+	 * unreachable (SET slot_name = NONE); a slot keeps WAL forever.  Once
+	 * the coordinator forgot the topics, the follower needs nothing more.
+	 */
+	spi_run_generated(psprintf("SELECT pg_catalog.format('SELECT pg_catalog.pg_drop_replication_slot(%%L)', "
+							   "s.slot_name) FROM pg_catalog.pg_replication_slots s "
+							   "WHERE s.slot_name LIKE 'commitlog\\_b%d\\_to\\_b%%' AND NOT s.active "
+							   "AND s.database = pg_catalog.current_database() "
+							   "AND NOT EXISTS (SELECT 1 FROM commitlog.cluster_assignments a "
+							   "  CROSS JOIN LATERAL pg_catalog.unnest(a.replicas) f(b) "
+							   "  WHERE a.leader = %d AND f.b <> %d "
+							   "  AND s.slot_name = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, f.b))",
+							   me, me, me, me));
+
 	/* publications nobody needs: no table, no follower, no slot left */
 	spi_run_generated(psprintf("SELECT pg_catalog.format('DROP PUBLICATION %%I', p.pubname) "
 							   "FROM pg_catalog.pg_publication p "
@@ -265,7 +281,9 @@ reconcile_watermarks(void)
 
 	ClusterXactBegin("pg_commitlog: replicating watermarks");
 	n = spi_query(psprintf("SELECT t.name, w.topic_id, w.partition, w.stable_offset, p.log_start_offset, "
-						   "w.log_start_offset "
+						   "w.log_start_offset, w.segment_end, "
+						   "(SELECT pg_catalog.max(s.end_offset) FROM commitlog.segments s "
+						   "  WHERE s.topic_id = w.topic_id AND s.partition = w.partition) "
 						   "FROM commitlog.replica_watermarks w "
 						   "JOIN commitlog.topics t ON t.id = w.topic_id "
 						   "JOIN commitlog.partitions p ON p.topic_id = w.topic_id AND p.partition = w.partition "
@@ -278,6 +296,7 @@ reconcile_watermarks(void)
 		OffsetsEnd	end;
 		int64		seen;
 		int64		log_start;
+		int64		segment_end;
 		bool		isnull;
 
 		SPI_tuptable = rows;
@@ -286,13 +305,24 @@ reconcile_watermarks(void)
 		topic = TopicOpen(spi_text(i, 1), AccessShareLock);
 		key = TopicPartitionKey(topic, spi_int(i, 3));
 		end = OffsetsGetEnd(&key);
+		/*
+		 * The segment end too: a segment created while ADD TABLE inserted
+		 * the row (ClusterSegmentCreated found no row to raise yet) would
+		 * otherwise never reach the followers, and the apply worker would
+		 * stop at its first record.
+		 */
+		segment_end = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 8, &isnull));
+		if (isnull || segment_end < DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 7, &isnull)))
+			segment_end = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 7, &isnull));
 		if (end.stable == seen &&
-			log_start == DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 6, &isnull)))
+			log_start == DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 6, &isnull)) &&
+			segment_end == DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 7, &isnull)))
 			continue;
 		spi_run(psprintf("UPDATE commitlog.replica_watermarks SET stable_offset = " INT64_FORMAT
-						 ", log_start_offset = " INT64_FORMAT ", updated_at = pg_catalog.now() "
+						 ", log_start_offset = " INT64_FORMAT ", segment_end = " INT64_FORMAT
+						 ", updated_at = pg_catalog.now() "
 						 "WHERE leader_id = %d AND topic_id = %d AND partition = %d",
-						 end.stable, log_start, commitlog_broker_id, spi_int(i, 2), spi_int(i, 3)));
+						 end.stable, log_start, segment_end, commitlog_broker_id, spi_int(i, 2), spi_int(i, 3)));
 	}
 	ClusterXactEnd();
 }
@@ -349,7 +379,13 @@ loopback_run(PGconn *conn, const char *sql)
 	return ok;
 }
 
-/* Does the leader at conninfo have the publication yet? */
+/*
+ * Does the leader at conninfo have the publication yet?  If so, drop an
+ * unused slot of the same name there: this broker has no subscription of
+ * that name, so the slot is an orphan (a subscription dropped while the
+ * leader was unreachable, a CREATE SUBSCRIPTION cut short), and CREATE
+ * SUBSCRIPTION would fail on it every cycle.
+ */
 static bool
 leader_has_publication(const char *conninfo, const char *pubname)
 {
@@ -369,6 +405,18 @@ leader_has_publication(const char *conninfo, const char *pubname)
 					   1, NULL, params, NULL, NULL, 0);
 	found = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
 	PQclear(res);
+	if (found)
+	{
+		res = PQexecParams(conn, "SELECT pg_catalog.pg_drop_replication_slot(s.slot_name) "
+						   "FROM pg_catalog.pg_replication_slots s "
+						   "WHERE s.slot_name = $1 AND NOT s.active",
+						   1, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+			ereport(LOG,
+					(errmsg("pg_commitlog: broker %d dropped its orphaned replication slot \"%s\" on its leader",
+							commitlog_broker_id, pubname)));
+		PQclear(res);
+	}
 	PQfinish(conn);
 	return found;
 }

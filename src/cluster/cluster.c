@@ -36,6 +36,7 @@
 #include "utils/jsonb.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(replica_watermark_applied);
 
@@ -94,55 +95,167 @@ ClusterSetMaterializeId(int32 topic_id)
 	materialize_id = topic_id;
 }
 
+/* coordinator_call's connection timeout */
+#define CLUSTER_COORDINATOR_CONNECT_MS	10000
+
+/*
+ * Wait until the coordinator's socket is ready for events, or deadline (0:
+ * none), serving interrupts meanwhile: a query cancel, statement_timeout
+ * or pg_terminate_backend must not wait for the coordinator.  False on
+ * timeout.
+ */
+static bool
+coordinator_wait(PGconn *conn, int events, TimestampTz deadline)
+{
+	long		timeout = -1;
+	int			rc;
+
+	if (deadline != 0)
+	{
+		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (timeout <= 0)
+			return false;
+		events |= WL_TIMEOUT;
+	}
+	rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | events,
+						   PQsocket(conn), timeout, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	return !(rc & WL_TIMEOUT) || (rc & events & ~WL_TIMEOUT);
+}
+
+/* Connect to the coordinator; error if it cannot be reached. */
+static void
+coordinator_connect(PGconn *conn)
+{
+	PostgresPollingStatusType status = PGRES_POLLING_WRITING;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   CLUSTER_COORDINATOR_CONNECT_MS);
+	const char *msg = NULL;
+
+	while (PQstatus(conn) != CONNECTION_BAD &&
+		   status != PGRES_POLLING_OK && status != PGRES_POLLING_FAILED)
+	{
+		if (!coordinator_wait(conn, status == PGRES_POLLING_READING ?
+							  WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE, deadline))
+		{
+			msg = psprintf("timed out after %d ms", CLUSTER_COORDINATOR_CONNECT_MS);
+			break;
+		}
+		status = PQconnectPoll(conn);
+	}
+	if (msg == NULL && PQstatus(conn) == CONNECTION_OK)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("could not connect to the coordinator: %s", msg ? msg : pchomp(PQerrorMessage(conn))),
+			 errdetail("In cluster mode, topic metadata lives in the coordinator (commitlog.coordinator)."),
+			 errhint("Check that the coordinator is running and reachable with commitlog.coordinator.")));
+}
+
+/* Send sql and return its first failed result, else its last; NULL if the session broke. */
+static PGresult *
+coordinator_exec(PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+	PGresult   *keep = NULL;
+	PGresult   *res;
+
+	if (!PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0))
+		return NULL;
+	for (;;)
+	{
+		while (PQisBusy(conn))
+		{
+			(void) coordinator_wait(conn, WL_SOCKET_READABLE, 0);
+			if (!PQconsumeInput(conn))
+			{
+				PQclear(keep);
+				return NULL;
+			}
+		}
+		res = PQgetResult(conn);
+		if (res == NULL)
+			return keep;
+		if (keep == NULL || PQresultStatus(keep) == PGRES_TUPLES_OK ||
+			PQresultStatus(keep) == PGRES_COMMAND_OK)
+		{
+			PQclear(keep);
+			keep = res;
+		}
+		else
+			PQclear(res);
+	}
+}
+
 /*
  * Run one statement on the coordinator over a connection of this backend's
  * own, and re-raise its error here with its SQLSTATE, detail and hint.
+ * The waits serve interrupts; an interrupted statement is cancelled on the
+ * coordinator too (it may have committed already: see the file comment).
  */
 static void
 coordinator_call(const char *sql, int nparams, const char *const *params)
 {
-	const char *keys[] = {"dbname", "connect_timeout", "application_name", "options", NULL};
-	const char *vals[] = {commitlog_coordinator, "10", "pg_commitlog topic ddl",
-	"-c statement_timeout=30s", NULL};
-	PGconn	   *conn = PQconnectdbParams(keys, vals, 1);
-	PGresult   *res;
-	ExecStatusType status;
+	/* DESIGN 9: a split network must not hang us until TCP gives up */
+	const char *keys[] = {"keepalives", "keepalives_idle", "keepalives_interval",
+		"keepalives_count", "tcp_user_timeout", "dbname", "application_name", "options", NULL};
+	const char *vals[] = {"1", "10", "5", "3", "30000", commitlog_coordinator,
+		"pg_commitlog topic ddl", "-c statement_timeout=30s", NULL};
+	PGconn	   *volatile conn = PQconnectStartParams(keys, vals, 1);
 
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		char	   *msg = pchomp(PQerrorMessage(conn));
-
-		PQfinish(conn);
+	if (conn == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not connect to the coordinator: %s", msg),
-				 errdetail("In cluster mode, topic metadata lives in the coordinator (commitlog.coordinator)."),
-				 errhint("Check that the coordinator is running and reachable with commitlog.coordinator.")));
-	}
-	res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-	status = PQresultStatus(res);
-	if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	PG_TRY();
 	{
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
-		const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
-		int			code = ERRCODE_CONNECTION_FAILURE;
+		PGresult   *res;
+		ExecStatusType status;
 
-		if (state != NULL && strlen(state) == 5)
-			code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
-		msg = pstrdup(msg ? msg : pchomp(PQerrorMessage(conn)));
-		detail = detail ? pstrdup(detail) : NULL;
-		hint = hint ? pstrdup(hint) : NULL;
+		coordinator_connect(conn);
+		res = coordinator_exec(conn, sql, nparams, params);
+		status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+		if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
+		{
+			const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+			const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+			const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+			const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+			int			code = ERRCODE_CONNECTION_FAILURE;
+
+			if (state != NULL && strlen(state) == 5)
+				code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
+			msg = pstrdup(msg ? msg : pchomp(PQerrorMessage(conn)));
+			detail = detail ? pstrdup(detail) : NULL;
+			hint = hint ? pstrdup(hint) : NULL;
+			PQclear(res);
+			ereport(ERROR,
+					(errcode(code),
+					 errmsg_internal("%s", msg),
+					 detail ? errdetail_internal("%s", detail) : 0,
+					 hint ? errhint("%s", hint) : 0));
+		}
 		PQclear(res);
-		PQfinish(conn);
-		ereport(ERROR,
-				(errcode(code),
-				 errmsg_internal("%s", msg),
-				 detail ? errdetail_internal("%s", detail) : 0,
-				 hint ? errhint("%s", hint) : 0));
 	}
-	PQclear(res);
+	PG_CATCH();
+	{
+		/* interrupted while the coordinator runs it: cancel it there */
+		if (PQtransactionStatus(conn) == PQTRANS_ACTIVE)
+		{
+			PGcancel   *cancel = PQgetCancel(conn);
+			char		errbuf[256];
+
+			if (cancel != NULL)
+			{
+				(void) PQcancel(cancel, errbuf, sizeof(errbuf));
+				PQfreeCancel(cancel);
+			}
+		}
+		PQfinish(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	PQfinish(conn);
 }
 

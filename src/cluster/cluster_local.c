@@ -281,9 +281,7 @@ reconcile_watermarks(void)
 
 	ClusterXactBegin("pg_commitlog: replicating watermarks");
 	n = spi_query(psprintf("SELECT t.name, w.topic_id, w.partition, w.stable_offset, p.log_start_offset, "
-						   "w.log_start_offset, w.segment_end, "
-						   "(SELECT pg_catalog.max(s.end_offset) FROM commitlog.segments s "
-						   "  WHERE s.topic_id = w.topic_id AND s.partition = w.partition) "
+						   "w.log_start_offset "
 						   "FROM commitlog.replica_watermarks w "
 						   "JOIN commitlog.topics t ON t.id = w.topic_id "
 						   "JOIN commitlog.partitions p ON p.topic_id = w.topic_id AND p.partition = w.partition "
@@ -296,7 +294,6 @@ reconcile_watermarks(void)
 		OffsetsEnd	end;
 		int64		seen;
 		int64		log_start;
-		int64		segment_end;
 		bool		isnull;
 
 		SPI_tuptable = rows;
@@ -305,24 +302,13 @@ reconcile_watermarks(void)
 		topic = TopicOpen(spi_text(i, 1), AccessShareLock);
 		key = TopicPartitionKey(topic, spi_int(i, 3));
 		end = OffsetsGetEnd(&key);
-		/*
-		 * The segment end too: a segment created while ADD TABLE inserted
-		 * the row (ClusterSegmentCreated found no row to raise yet) would
-		 * otherwise never reach the followers, and the apply worker would
-		 * stop at its first record.
-		 */
-		segment_end = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 8, &isnull));
-		if (isnull || segment_end < DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 7, &isnull)))
-			segment_end = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 7, &isnull));
 		if (end.stable == seen &&
-			log_start == DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 6, &isnull)) &&
-			segment_end == DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 7, &isnull)))
+			log_start == DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 6, &isnull)))
 			continue;
 		spi_run(psprintf("UPDATE commitlog.replica_watermarks SET stable_offset = " INT64_FORMAT
-						 ", log_start_offset = " INT64_FORMAT ", segment_end = " INT64_FORMAT
-						 ", updated_at = pg_catalog.now() "
+						 ", log_start_offset = " INT64_FORMAT ", updated_at = pg_catalog.now() "
 						 "WHERE leader_id = %d AND topic_id = %d AND partition = %d",
-						 end.stable, log_start, segment_end, commitlog_broker_id, spi_int(i, 2), spi_int(i, 3)));
+						 end.stable, log_start, commitlog_broker_id, spi_int(i, 2), spi_int(i, 3)));
 	}
 	ClusterXactEnd();
 }

@@ -9,7 +9,7 @@
 # - while the subscription still copies the partition, the watermark can be
 #   ahead of the records here: the follower serves nothing below it until
 #   the copy is done (fetch would skip the missing records as gaps);
-# - a leader's replicated segment end catches up with its segments.
+# - create_topic waiting for an unresponsive coordinator can be cancelled.
 
 use strict;
 use warnings;
@@ -126,17 +126,6 @@ ok( $follower->poll_query_until('postgres',
 		     AND (SELECT count(*) FROM commitlog.fetch('sync', 0, 0, 100)) = 5}),
 	'once the copy is done, the follower serves the 5 records');
 
-# --- the replicated segment end catches up ----------------------------------
-$leader->safe_psql('postgres',
-	qq{UPDATE commitlog.replica_watermarks SET segment_end = 0
-	    WHERE leader_id = $leader_id AND topic_id = $topic_id AND partition = 0});
-ok( $leader->poll_query_until('postgres',
-		qq{SELECT w.segment_end = (SELECT max(s.end_offset) FROM commitlog.segments s
-		                            WHERE s.topic_id = w.topic_id AND s.partition = 0)
-		     FROM commitlog.replica_watermarks w
-		    WHERE w.leader_id = $leader_id AND w.topic_id = $topic_id AND w.partition = 0}),
-	'the leader repairs a replicated segment end that lags its segments');
-
 $b2->safe_psql('postgres', q{SELECT commitlog.drop_topic('sync')});
 ok( $b1->poll_query_until('postgres',
 		q{SELECT count(*) = 0 FROM commitlog.cluster_topics WHERE name = 'sync'}),
@@ -148,5 +137,24 @@ for my $node (@nodes)
 			       + (SELECT count(*) FROM pg_subscription) = 0}),
 		$node->name . ' keeps no subscription and no slot');
 }
+
+# --- create_topic while the coordinator does not answer ----------------------
+# The coordinator's call waits on a lock there; the caller's
+# statement_timeout still cancels it, here and on the coordinator.
+my $hold = $b1->background_psql('postgres');
+$hold->query_safe('BEGIN; LOCK TABLE commitlog.clusters IN EXCLUSIVE MODE');
+my $t0 = time;
+my ($state, $err) = sql_error($b2, 'postgres',
+	q{SET statement_timeout = '1s'; SELECT commitlog.create_topic('slow', 1, 1)});
+is($state, '57014', 'create_topic waiting for the coordinator obeys statement_timeout');
+ok(time - $t0 < 10, '... at once, not after the coordinator\'s own timeout') or diag($err);
+ok( $b1->poll_query_until('postgres',
+		q{SELECT count(*) = 0 FROM pg_stat_activity
+		   WHERE application_name = 'pg_commitlog topic ddl' AND state = 'active'}),
+	'... and the call is cancelled on the coordinator');
+$hold->query_safe('COMMIT');
+$hold->quit;
+is($b1->safe_psql('postgres', q{SELECT count(*) FROM commitlog.cluster_topics WHERE name = 'slow'}),
+	'0', '... which did not create the topic');
 
 done_testing();

@@ -375,8 +375,10 @@ loopback_run(PGconn *conn, const char *sql)
 static bool
 leader_has_publication(const char *conninfo, const char *pubname)
 {
-	const char *keys[3] = {"dbname", "connect_timeout", NULL};
-	const char *vals[3] = {conninfo, "5", NULL};
+	/* a leader that stops answering must not hold the worker for long */
+	const char *keys[] = {"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+	"tcp_user_timeout", "dbname", "connect_timeout", "options", NULL};
+	const char *vals[] = {"1", "10", "5", "3", "30000", conninfo, "5", "-c statement_timeout=10s", NULL};
 	const char *params[1] = {pubname};
 	PGconn	   *conn = PQconnectdbParams(keys, vals, 1);
 	PGresult   *res;

@@ -28,6 +28,7 @@
 #include "fmgr.h"
 #include "libpq-fe.h"
 #include "miscadmin.h"
+#include "nodes/bitmapset.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -36,6 +37,7 @@
 #include "utils/jsonb.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(replica_watermark_applied);
@@ -45,10 +47,14 @@ char	   *commitlog_cluster = NULL;
 /* set by the worker while it creates or drops its local copy of a topic */
 static int32 materialize_id = 0;
 
-/* the last leader check of this transaction (produce checks per record) */
+/*
+ * The partitions of one topic that passed the leader check in this
+ * transaction (produce checks per record, and a keyed batch alternates
+ * between partitions); in TopMemoryContext, reset when either changes.
+ */
 static LocalTransactionId checked_lxid = InvalidLocalTransactionId;
 static int32 checked_topic = -1;
-static int32 checked_partition = -1;
+static Bitmapset *checked_partitions = NULL;
 
 /* A cluster name: 1 to 63 characters. */
 static bool
@@ -338,7 +344,7 @@ ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition)
 	if (!ClusterEnabled())
 		return;
 	if (partition >= 0 && checked_lxid == MyProc->lxid && checked_topic == topic_id &&
-		checked_partition == partition)
+		bms_is_member(partition, checked_partitions))
 		return;
 
 	nestlevel = CatalogBegin();
@@ -361,9 +367,17 @@ ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition)
 		CatalogEnd(nestlevel);
 		if (partition >= 0)
 		{
-			checked_lxid = MyProc->lxid;
-			checked_topic = topic_id;
-			checked_partition = partition;
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			if (checked_lxid != MyProc->lxid || checked_topic != topic_id)
+			{
+				bms_free(checked_partitions);
+				checked_partitions = NULL;
+				checked_lxid = MyProc->lxid;
+				checked_topic = topic_id;
+			}
+			checked_partitions = bms_add_member(checked_partitions, partition);
+			MemoryContextSwitchTo(old);
 		}
 		return;
 	}

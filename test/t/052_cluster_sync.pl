@@ -9,6 +9,8 @@
 # - while the subscription still copies the partition, the watermark can be
 #   ahead of the records here: the follower serves nothing below it until
 #   the copy is done (fetch would skip the missing records as gaps);
+# - partition_list works on a broker that hosts only some partitions;
+# - produce checks leadership once per partition and transaction;
 # - create_topic waiting for an unresponsive coordinator can be cancelled.
 
 use strict;
@@ -137,6 +139,43 @@ for my $node (@nodes)
 			       + (SELECT count(*) FROM pg_subscription) = 0}),
 		$node->name . ' keeps no subscription and no slot');
 }
+
+# --- the leader check of produce costs one lookup per partition ------------
+# Keyed records of a batch alternate between partitions; the check is
+# cached per transaction and partition, not only for the last one.
+$b2->safe_psql('postgres', q{SELECT commitlog.create_topic('many', 4, 1)});
+ok( $b1->poll_query_until('postgres',
+		q{SELECT count(*) = 4 FROM commitlog.cluster_partitions p
+		    JOIN commitlog.cluster_topics t ON t.id = p.topic_id
+		   WHERE t.name = 'many' AND p.leader IS NOT NULL}),
+	'the controller assigned the 4 partitions of many');
+my ($lead, $other) = split /\|/, $b1->safe_psql('postgres',
+	q{SELECT p.leader, string_agg(p.partition::text, ',') FROM commitlog.cluster_partitions p
+	    JOIN commitlog.cluster_topics t ON t.id = p.topic_id
+	   WHERE t.name = 'many' AND p.leader = (SELECT leader FROM commitlog.cluster_partitions
+	                                           WHERE topic_id = t.id AND partition = 0)
+	   GROUP BY p.leader});
+my $many_leader = $nodes[ $lead - 1 ];
+ok( $many_leader->poll_query_until('postgres',
+		qq{SELECT count(*) = 1 FROM commitlog.topics WHERE name = 'many'}),
+	'the leader of partition 0 has its copy of many');
+is( $many_leader->safe_psql('postgres',
+		qq{SELECT string_agg(partition || ':' || COALESCE(latest_offset::text, '-'), ' ' ORDER BY partition)
+		     FROM commitlog.partition_list WHERE topic = 'many'}),
+	join(' ', map { my $p = $_; (grep { $_ == $p } split /,/, $other) ? "$p:0" : "$p:-" } 0 .. 3),
+	'partition_list on a broker hosting some partitions: no offsets for the others, no error');
+is( $many_leader->safe_psql('postgres', qq{
+	BEGIN;
+	SELECT count(*) > 100 FROM commitlog.produce_batch('many',
+	    (SELECT array_agg(k) FROM (SELECT convert_to('k' || i, 'UTF8') k FROM generate_series(1, 400) i) ks
+	      WHERE commitlog.partition_for_key('many', k) IN ($other)),
+	    (SELECT array_agg(k) FROM (SELECT convert_to('k' || i, 'UTF8') k FROM generate_series(1, 400) i) ks
+	      WHERE commitlog.partition_for_key('many', k) IN ($other)));
+	SELECT COALESCE(seq_scan, 0) + COALESCE(idx_scan, 0) <= 8 FROM pg_stat_xact_user_tables
+	 WHERE relid = 'commitlog.cluster_assignments'::regclass;
+	COMMIT;}),
+	"t\nt", 'a keyed batch over several led partitions checks each partition once');
+$b2->safe_psql('postgres', q{SELECT commitlog.drop_topic('many')});
 
 # --- create_topic while the coordinator does not answer ----------------------
 # The coordinator's call waits on a lock there; the caller's

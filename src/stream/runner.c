@@ -77,6 +77,18 @@
 /* and for a restore in progress at most this often */
 #define RUNNER_RESTORE_CHECK_MS	1000
 
+/*
+ * How the owner's code runs (handler, derived-table upsert, dead-letter
+ * produce): as the owner, unable to SET ROLE, and security-restricted, as
+ * PostgreSQL runs a table owner's code in VACUUM or CREATE INDEX.  The
+ * restriction refuses what would outlive the call and run later with the
+ * worker's superuser rights or in another owner's batch: deferred triggers
+ * (they fire at the batch's commit), temporary tables and WITH HOLD cursors
+ * (the worker's session serves the jobs of every owner).
+ */
+#define RUNNER_OWNER_SEC_CONTEXT \
+	(SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION)
+
 /* A job, as a batch needs it. */
 typedef struct RunnerJob
 {
@@ -89,7 +101,7 @@ typedef struct RunnerJob
 	int32		batch_size;
 	int32		max_retries;
 	char	   *dead_letter_topic;
-	Oid			owner;
+	Oid			owner;			/* a derived table's: its current owner */
 	int32		failures;		/* of the current batch, so far */
 } RunnerJob;
 
@@ -205,7 +217,7 @@ runner_call(RunnerBatch *batch, int lo, int hi, ErrorData *unused)
 	int			nestlevel = NewGUCNestLevel();
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(job->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(job->owner, save_sec_context | RUNNER_OWNER_SEC_CONTEXT);
 	if (job->is_table)
 		StreamApplyToTable(job->relid, PointerGetDatum(array));
 	else
@@ -289,7 +301,7 @@ runner_dead_letter_one(RunnerBatch *batch, int i, ErrorData *error)
 	args[3] = CStringGetTextDatum(unpack_sql_state(error->sqlerrcode));
 	args[4] = CStringGetTextDatum(job->name);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(job->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(job->owner, save_sec_context | RUNNER_OWNER_SEC_CONTEXT);
 	runner_exec("SELECT commitlog.produce($1, ($2).value, ($2).key, NULL::int4, "
 				"  COALESCE(($2).headers, '{}'::commitlog.header[]) || ARRAY["
 				"    ROW('" STREAM_DLQ_HEADER_PREFIX "message', pg_catalog.convert_to($3, 'UTF8')), "
@@ -361,7 +373,11 @@ runner_load_job(int32 job_id, int32 partition, RunnerJob *job)
 
 	runner_exec("SELECT j.name, j.kind = 'table', j.topic, j.handler::pg_catalog.oid, "
 				"       j.derived_table::pg_catalog.oid, j.batch_size, j.max_retries, "
-				"       j.dead_letter_topic, j.owner::pg_catalog.oid, "
+				"       j.dead_letter_topic, "
+				"       CASE WHEN j.kind = 'table' "
+				"            THEN COALESCE((SELECT c.relowner FROM pg_catalog.pg_class c "
+				"                            WHERE c.oid = j.derived_table), j.owner::pg_catalog.oid) "
+				"            ELSE j.owner::pg_catalog.oid END, "
 				"       COALESCE(s.failures, 0), "
 				"       j.paused OR COALESCE(s.retry_at > pg_catalog.clock_timestamp(), false) "
 				"  FROM commitlog.stream_jobs j "

@@ -227,6 +227,30 @@ ok($node->poll_query_until('postgres', q{SELECT lag = 0 FROM commitlog.processor
 is(q1(q{SELECT count(*) FROM latched}) . '|' . q1(q{SELECT count(*) FROM commitlog.fetch('latch.dlq', 0, 0)}),
 	'1|0', '... and the record took effect, nothing dead-lettered');
 
+# a handler dropped and created anew (a new function): the processor stops
+# with status 'error'; the recipe of docs/stream-processing.md moves it to
+# the new function at its position, in one transaction
+q1(q{DROP FUNCTION latched(commitlog.record[])});
+q1(q{SELECT count(*) FROM commitlog.produce_batch('latch', ARRAY['2']::bytea[])});
+is(q1(q{SELECT status, lag, last_error FROM commitlog.processors WHERE name = 'latched'}),
+	'error|1|the handler function no longer exists', 'a dropped handler stops its processor');
+q1(q{CREATE FUNCTION latched_v2(records commitlog.record[]) RETURNS void LANGUAGE sql AS $$
+       INSERT INTO public.latched SELECT -r.log_offset FROM unnest(records) r $$});
+q1(q{GRANT EXECUTE ON FUNCTION latched_v2(commitlog.record[]) TO alice});
+$node->safe_psql('postgres', q{
+  SET ROLE alice;
+  BEGIN;
+  CREATE TEMP TABLE kept AS
+    SELECT topic, partition, committed_offset FROM commitlog.group_offsets WHERE group_id = 'latched';
+  SELECT commitlog.drop_processor('latched');
+  SELECT commitlog.commit_offset('latched', topic, partition, committed_offset) FROM kept;
+  SELECT commitlog.create_processor('latched', 'latch', 'latched_v2(commitlog.record[])', max_retries => 1);
+  COMMIT;});
+ok($node->poll_query_until('postgres', q{SELECT lag = 0 FROM commitlog.processors WHERE name = 'latched'}),
+	'with the handler replaced it goes on');
+is(q1(q{SELECT string_agg(log_offset::text, ',' ORDER BY abs(log_offset)) FROM latched}),
+	'0,-1', '... from where it was: only the new record, by the new handler');
+
 # --- no processing while a restore runs -------------------------------------
 q1(q{SELECT commitlog.create_topic('restoring', 1)});
 q1(q{CREATE TABLE restored (log_offset bigint)});

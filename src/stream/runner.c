@@ -47,6 +47,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "commands/trigger.h"
 #include "commitlog.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -83,8 +84,12 @@
  * PostgreSQL runs a table owner's code in VACUUM or CREATE INDEX.  The
  * restriction refuses what would outlive the call and run later with the
  * worker's superuser rights or in another owner's batch: deferred triggers
- * (they fire at the batch's commit), temporary tables and WITH HOLD cursors
- * (the worker's session serves the jobs of every owner).
+ * (they would fire at the batch's commit), temporary tables and WITH HOLD
+ * cursors (the worker's session serves the jobs of every owner).  So that
+ * deferrable constraints (a DEFERRABLE INITIALLY DEFERRED foreign key) still
+ * work, each call starts with SET CONSTRAINTS ALL IMMEDIATE: they are
+ * checked at the end of each statement, as the owner; only a handler that
+ * defers them itself meets the refusal.
  */
 #define RUNNER_OWNER_SEC_CONTEXT \
 	(SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION)
@@ -221,9 +226,12 @@ runner_call(RunnerBatch *batch, int lo, int hi, ErrorData *unused)
 	Oid			save_userid;
 	int			save_sec_context;
 	int			nestlevel = NewGUCNestLevel();
+	ConstraintsSetStmt all_immediate = {.type = T_ConstraintsSetStmt, .constraints = NIL, .deferred = false};
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(job->owner, save_sec_context | RUNNER_OWNER_SEC_CONTEXT);
+	/* deferrable constraints are checked now, as the owner (see above) */
+	AfterTriggerSetState(&all_immediate);
 	if (job->is_table)
 		StreamApplyToTable(job->relid, PointerGetDatum(array));
 	else

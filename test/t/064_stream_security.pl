@@ -5,9 +5,12 @@
 #
 # - a deferred constraint trigger that a handler's INSERT queues would fire
 #   at the batch's commit, after the worker switched back to its superuser
-#   (it made the owner a superuser): refused (the handler runs as a
-#   security-restricted operation), so the batch fails, is dead-lettered, and
-#   the owner gains nothing;
+#   (it made the owner a superuser): each call starts with SET CONSTRAINTS
+#   ALL IMMEDIATE, so it fires at the end of the statement, as the owner; a
+#   handler that defers it again is refused (the handler runs as a
+#   security-restricted operation); either way the batch fails, is
+#   dead-lettered, and the owner gains nothing; a deferrable foreign key
+#   still works;
 # - a temporary table created by one owner's handler would outlive its batch
 #   and shadow the tables of the next owner's handler in the same worker:
 #   refused too;
@@ -50,9 +53,13 @@ as_mallory(q{CREATE TABLE sink (v bytea)});
 as_mallory(
 	q{CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON sink
       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION escalate()});
+# a handler that defers its constraints itself
 as_mallory(
-	q{CREATE FUNCTION sinker(records commitlog.record[]) RETURNS void LANGUAGE sql AS $$
-      INSERT INTO sink SELECT r.value FROM unnest(records) r $$});
+	q{CREATE FUNCTION sinker(records commitlog.record[]) RETURNS void LANGUAGE plpgsql AS $$
+      BEGIN
+        SET CONSTRAINTS ALL DEFERRED;
+        INSERT INTO sink SELECT r.value FROM unnest(records) r;
+      END $$});
 as_mallory(
 	q{SELECT commitlog.create_processor('sinker', 'src', 'sinker(commitlog.record[])',
                                         max_retries => 0)});
@@ -70,8 +77,46 @@ is( q1(
 	'cannot fire deferred trigger within security-restricted operation,'
 	  . 'cannot fire deferred trigger within security-restricted operation',
 	'its records are in the dead-letter topic, with the reason');
-
 as_mallory(q{SELECT commitlog.drop_processor('sinker')});
+
+# a handler that leaves the trigger deferred: it fires at once, as the owner
+as_mallory(
+	q{CREATE FUNCTION plain_sinker(records commitlog.record[]) RETURNS void LANGUAGE sql AS $$
+      INSERT INTO sink SELECT r.value FROM unnest(records) r $$});
+as_mallory(
+	q{SELECT commitlog.create_processor('plain_sinker', 'src', 'plain_sinker(commitlog.record[])',
+                                        max_retries => 0, dead_letter_topic => 'plain.dlq')});
+ok( $node->poll_query_until('postgres',
+		q{SELECT lag = 0 FROM commitlog.processors WHERE name = 'plain_sinker'}),
+	'a processor whose table has a deferred trigger gets through its records');
+is( q1(
+		q{SELECT rolsuper, (SELECT count(*) FROM sink),
+                 (SELECT string_agg(convert_from(h.value, 'UTF8'), ',')
+                    FROM commitlog.fetch('plain.dlq', 0, 0) f, unnest(f.headers) h
+                   WHERE h.key = 'commitlog.error.sqlstate')
+            FROM pg_roles WHERE rolname = 'mallory'}),
+	'f|0|42501,42501',
+	'... the trigger ran as the owner, at the end of the statement, and failed: dead letters');
+as_mallory(q{SELECT commitlog.drop_processor('plain_sinker')});
+
+# a deferrable foreign key still works (checked at the end of each statement)
+as_mallory(q{CREATE TABLE parent (id bytea PRIMARY KEY)});
+as_mallory(
+	q{CREATE TABLE child (pid bytea REFERENCES parent DEFERRABLE INITIALLY DEFERRED)});
+as_mallory(
+	q{CREATE FUNCTION with_fk(records commitlog.record[]) RETURNS void LANGUAGE plpgsql AS $$
+      BEGIN
+        INSERT INTO parent SELECT r.value FROM unnest(records) r;
+        INSERT INTO child SELECT r.value FROM unnest(records) r;
+      END $$});
+as_mallory(
+	q{SELECT commitlog.create_processor('with_fk', 'src', 'with_fk(commitlog.record[])',
+                                        max_retries => 0, dead_letter_topic => 'fk.dlq')});
+ok( $node->poll_query_until('postgres',
+		q{SELECT lag = 0 FROM commitlog.processors WHERE name = 'with_fk'}),
+	'a processor writing a table with a deferrable foreign key gets through its records');
+is( q1(q{SELECT count(*), (SELECT count(*) FROM commitlog.fetch('fk.dlq', 0, 0)) FROM child}),
+	'2|0', '... and they took effect, none dead-lettered');
 
 # --- a temporary table left for the next handler -------------------------------
 as_mallory(

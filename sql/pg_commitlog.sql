@@ -821,6 +821,7 @@ CREATE TABLE commitlog.stream_partitions (
     processed bigint NOT NULL DEFAULT 0,
     dead_lettered bigint NOT NULL DEFAULT 0,
     failures int NOT NULL DEFAULT 0,
+    handler_failures int NOT NULL DEFAULT 0,    -- of those, the handler's (max_retries)
     retry_at timestamptz,
     last_error text,
     last_error_at timestamptz,

@@ -711,12 +711,18 @@ CREATE TRIGGER replica_watermark_applied
     FOR EACH ROW EXECUTE FUNCTION commitlog.replica_watermark_applied();
 ALTER TABLE commitlog.replica_watermarks ENABLE REPLICA TRIGGER replica_watermark_applied;
 
--- leader, replicas and isr from the cluster's assignment in cluster mode.
+-- leader, replicas and isr from the cluster's assignment in cluster mode;
+-- no offsets for a partition hosted on other brokers (the local copy of
+-- the topic holds nothing of it, and latest_offset refuses it).
 CREATE VIEW commitlog.partition_list AS
 SELECT t.name AS topic,
        p.partition,
-       commitlog.earliest_offset(t.name, p.partition) AS earliest_offset,
-       commitlog.latest_offset(t.name, p.partition) AS latest_offset,
+       CASE WHEN a.replicas IS NULL
+              OR pg_catalog.current_setting('commitlog.broker_id')::int = ANY (a.replicas)
+            THEN commitlog.earliest_offset(t.name, p.partition) END AS earliest_offset,
+       CASE WHEN a.replicas IS NULL
+              OR pg_catalog.current_setting('commitlog.broker_id')::int = ANY (a.replicas)
+            THEN commitlog.latest_offset(t.name, p.partition) END AS latest_offset,
        (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid))::bigint
           FROM commitlog.segments s
           JOIN pg_catalog.pg_class c
@@ -815,6 +821,7 @@ CREATE TABLE commitlog.stream_partitions (
     processed bigint NOT NULL DEFAULT 0,
     dead_lettered bigint NOT NULL DEFAULT 0,
     failures int NOT NULL DEFAULT 0,
+    handler_failures int NOT NULL DEFAULT 0,    -- of those, the handler's (max_retries)
     retry_at timestamptz,
     last_error text,
     last_error_at timestamptz,

@@ -138,6 +138,14 @@ SELECT pg_temp.err($$SELECT commitlog.create_processor('st_r', 'st_in', 'st_hand
 -- someone else's processor
 SELECT pg_temp.err($$SELECT commitlog.pause_processor('st_p')$$);
 SELECT pg_temp.err($$SELECT commitlog.drop_processor('st_p')$$);
+-- nor move its group's positions, which are the processor's (group = name)
+SELECT pg_temp.err($$SELECT commitlog.commit_offset('st_p', 'st_in', 0, 0)$$);
+SELECT pg_temp.err($$SELECT count(*) FROM commitlog.consume('st_p', 'st_in')$$);
+SELECT pg_temp.err($$SELECT commitlog.reset_offsets('st_p', 'st_in', 'earliest')$$);
+SELECT pg_temp.err($$SELECT commitlog.delete_group('st_p')$$);
+-- reading them is fine, and so is any other group
+SELECT commitlog.committed_offset('st_p', 'st_in', 0) IS NOT NULL AS readable;
+SELECT count(*) >= 0 AS other_group_ok FROM commitlog.consume('st_other_group', 'st_in', max_records => 1);
 -- everyone reads the views
 SELECT name, status FROM commitlog.processors;
 RESET ROLE;

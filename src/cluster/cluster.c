@@ -28,6 +28,7 @@
 #include "fmgr.h"
 #include "libpq-fe.h"
 #include "miscadmin.h"
+#include "nodes/bitmapset.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -36,6 +37,8 @@
 #include "utils/jsonb.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(replica_watermark_applied);
 
@@ -44,10 +47,14 @@ char	   *commitlog_cluster = NULL;
 /* set by the worker while it creates or drops its local copy of a topic */
 static int32 materialize_id = 0;
 
-/* the last leader check of this transaction (produce checks per record) */
+/*
+ * The partitions of one topic that passed the leader check in this
+ * transaction (produce checks per record, and a keyed batch alternates
+ * between partitions); in TopMemoryContext, reset when either changes.
+ */
 static LocalTransactionId checked_lxid = InvalidLocalTransactionId;
 static int32 checked_topic = -1;
-static int32 checked_partition = -1;
+static Bitmapset *checked_partitions = NULL;
 
 /* A cluster name: 1 to 63 characters. */
 static bool
@@ -95,55 +102,167 @@ ClusterSetMaterializeId(int32 topic_id)
 	materialize_id = topic_id;
 }
 
+/* coordinator_call's connection timeout */
+#define CLUSTER_COORDINATOR_CONNECT_MS	10000
+
+/*
+ * Wait until the coordinator's socket is ready for events, or deadline (0:
+ * none), serving interrupts meanwhile: a query cancel, statement_timeout
+ * or pg_terminate_backend must not wait for the coordinator.  False on
+ * timeout.
+ */
+static bool
+coordinator_wait(PGconn *conn, int events, TimestampTz deadline)
+{
+	long		timeout = -1;
+	int			rc;
+
+	if (deadline != 0)
+	{
+		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (timeout <= 0)
+			return false;
+		events |= WL_TIMEOUT;
+	}
+	rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | events,
+						   PQsocket(conn), timeout, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	return !(rc & WL_TIMEOUT) || (rc & events & ~WL_TIMEOUT);
+}
+
+/* Connect to the coordinator; error if it cannot be reached. */
+static void
+coordinator_connect(PGconn *conn)
+{
+	PostgresPollingStatusType status = PGRES_POLLING_WRITING;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   CLUSTER_COORDINATOR_CONNECT_MS);
+	const char *msg = NULL;
+
+	while (PQstatus(conn) != CONNECTION_BAD &&
+		   status != PGRES_POLLING_OK && status != PGRES_POLLING_FAILED)
+	{
+		if (!coordinator_wait(conn, status == PGRES_POLLING_READING ?
+							  WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE, deadline))
+		{
+			msg = psprintf("timed out after %d ms", CLUSTER_COORDINATOR_CONNECT_MS);
+			break;
+		}
+		status = PQconnectPoll(conn);
+	}
+	if (msg == NULL && PQstatus(conn) == CONNECTION_OK)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("could not connect to the coordinator: %s", msg ? msg : pchomp(PQerrorMessage(conn))),
+			 errdetail("In cluster mode, topic metadata lives in the coordinator (commitlog.coordinator)."),
+			 errhint("Check that the coordinator is running and reachable with commitlog.coordinator.")));
+}
+
+/* Send sql and return its first failed result, else its last; NULL if the session broke. */
+static PGresult *
+coordinator_exec(PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+	PGresult   *keep = NULL;
+	PGresult   *res;
+
+	if (!PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0))
+		return NULL;
+	for (;;)
+	{
+		while (PQisBusy(conn))
+		{
+			(void) coordinator_wait(conn, WL_SOCKET_READABLE, 0);
+			if (!PQconsumeInput(conn))
+			{
+				PQclear(keep);
+				return NULL;
+			}
+		}
+		res = PQgetResult(conn);
+		if (res == NULL)
+			return keep;
+		if (keep == NULL || PQresultStatus(keep) == PGRES_TUPLES_OK ||
+			PQresultStatus(keep) == PGRES_COMMAND_OK)
+		{
+			PQclear(keep);
+			keep = res;
+		}
+		else
+			PQclear(res);
+	}
+}
+
 /*
  * Run one statement on the coordinator over a connection of this backend's
  * own, and re-raise its error here with its SQLSTATE, detail and hint.
+ * The waits serve interrupts; an interrupted statement is cancelled on the
+ * coordinator too (it may have committed already: see the file comment).
  */
 static void
 coordinator_call(const char *sql, int nparams, const char *const *params)
 {
-	const char *keys[] = {"dbname", "connect_timeout", "application_name", "options", NULL};
-	const char *vals[] = {commitlog_coordinator, "10", "pg_commitlog topic ddl",
-	"-c statement_timeout=30s", NULL};
-	PGconn	   *conn = PQconnectdbParams(keys, vals, 1);
-	PGresult   *res;
-	ExecStatusType status;
+	/* DESIGN 9: a split network must not hang us until TCP gives up */
+	const char *keys[] = {"keepalives", "keepalives_idle", "keepalives_interval",
+		"keepalives_count", "tcp_user_timeout", "dbname", "application_name", "options", NULL};
+	const char *vals[] = {"1", "10", "5", "3", "30000", commitlog_coordinator,
+		"pg_commitlog topic ddl", "-c statement_timeout=30s", NULL};
+	PGconn	   *volatile conn = PQconnectStartParams(keys, vals, 1);
 
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		char	   *msg = pchomp(PQerrorMessage(conn));
-
-		PQfinish(conn);
+	if (conn == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not connect to the coordinator: %s", msg),
-				 errdetail("In cluster mode, topic metadata lives in the coordinator (commitlog.coordinator)."),
-				 errhint("Check that the coordinator is running and reachable with commitlog.coordinator.")));
-	}
-	res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-	status = PQresultStatus(res);
-	if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	PG_TRY();
 	{
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
-		const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
-		int			code = ERRCODE_CONNECTION_FAILURE;
+		PGresult   *res;
+		ExecStatusType status;
 
-		if (state != NULL && strlen(state) == 5)
-			code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
-		msg = pstrdup(msg ? msg : pchomp(PQerrorMessage(conn)));
-		detail = detail ? pstrdup(detail) : NULL;
-		hint = hint ? pstrdup(hint) : NULL;
+		coordinator_connect(conn);
+		res = coordinator_exec(conn, sql, nparams, params);
+		status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+		if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
+		{
+			const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+			const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+			const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+			const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+			int			code = ERRCODE_CONNECTION_FAILURE;
+
+			if (state != NULL && strlen(state) == 5)
+				code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
+			msg = pstrdup(msg ? msg : pchomp(PQerrorMessage(conn)));
+			detail = detail ? pstrdup(detail) : NULL;
+			hint = hint ? pstrdup(hint) : NULL;
+			PQclear(res);
+			ereport(ERROR,
+					(errcode(code),
+					 errmsg_internal("%s", msg),
+					 detail ? errdetail_internal("%s", detail) : 0,
+					 hint ? errhint("%s", hint) : 0));
+		}
 		PQclear(res);
-		PQfinish(conn);
-		ereport(ERROR,
-				(errcode(code),
-				 errmsg_internal("%s", msg),
-				 detail ? errdetail_internal("%s", detail) : 0,
-				 hint ? errhint("%s", hint) : 0));
 	}
-	PQclear(res);
+	PG_CATCH();
+	{
+		/* interrupted while the coordinator runs it: cancel it there */
+		if (PQtransactionStatus(conn) == PQTRANS_ACTIVE)
+		{
+			PGcancel   *cancel = PQgetCancel(conn);
+			char		errbuf[256];
+
+			if (cancel != NULL)
+			{
+				(void) PQcancel(cancel, errbuf, sizeof(errbuf));
+				PQfreeCancel(cancel);
+			}
+		}
+		PQfinish(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	PQfinish(conn);
 }
 
@@ -226,7 +345,7 @@ ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition)
 	if (!ClusterEnabled())
 		return;
 	if (partition >= 0 && checked_lxid == MyProc->lxid && checked_topic == topic_id &&
-		checked_partition == partition)
+		bms_is_member(partition, checked_partitions))
 		return;
 
 	nestlevel = CatalogBegin();
@@ -249,9 +368,17 @@ ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition)
 		CatalogEnd(nestlevel);
 		if (partition >= 0)
 		{
-			checked_lxid = MyProc->lxid;
-			checked_topic = topic_id;
-			checked_partition = partition;
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			if (checked_lxid != MyProc->lxid || checked_topic != topic_id)
+			{
+				bms_free(checked_partitions);
+				checked_partitions = NULL;
+				checked_lxid = MyProc->lxid;
+				checked_topic = topic_id;
+			}
+			checked_partitions = bms_add_member(checked_partitions, partition);
+			MemoryContextSwitchTo(old);
 		}
 		return;
 	}
@@ -326,7 +453,9 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 	bool		isnull;
 	bool		replica;
 	bool		leader;
+	bool		synced;
 	int64		stable = 0;
+	int64		log_end;
 
 	if (!ClusterEnabled())
 		return false;
@@ -335,6 +464,19 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 	CatalogRead("SELECT w.stable_offset, "
 				"pg_catalog.current_setting('commitlog.broker_id')::int = ANY (a.replicas), "
 				"a.leader, b.conninfo, "
+				/* both tables past their initial copy (ready) in the subscription */
+				"(SELECT pg_catalog.count(*) = 2 FROM pg_catalog.pg_subscription s "
+				"  JOIN pg_catalog.pg_subscription_rel r ON r.srsubid = s.oid "
+				"  WHERE s.subdbid = (SELECT d.oid FROM pg_catalog.pg_database d "
+				"                     WHERE d.datname = pg_catalog.current_database()) "
+				"  AND s.subname = pg_catalog.format('commitlog_b%s_to_b%s', a.leader, "
+				"      pg_catalog.current_setting('commitlog.broker_id')) "
+				"  AND r.srsubstate = 'r' "
+				"  AND r.srrelid IN ('commitlog.replica_watermarks'::pg_catalog.regclass, "
+				"      pg_catalog.to_regclass(pg_catalog.format('commitlog_topics.%I', "
+				"      pg_catalog.format('t%s$p%s', a.topic_id, a.partition))))), "
+				"(SELECT p.log_start_offset FROM commitlog.partitions p "
+				"  WHERE p.topic_id = a.topic_id AND p.partition = a.partition), "
 				"a.leader IS NOT DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int "
 				"FROM commitlog.cluster_assignments a "
 				"LEFT JOIN commitlog.replica_watermarks w ON w.leader_id = a.leader "
@@ -367,24 +509,43 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 	stable = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull || stable < 0)
 		stable = 0;
-	leader = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
-	CatalogEnd(nestlevel);
+	leader = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull));
 	if (leader)
 	{
 		/* records between the HW and the log end exist: not out of range */
+		CatalogEnd(nestlevel);
 		end->stable = Min(end->stable, stable);
 		return true;
 	}
+	log_end = stable;
+
+	/*
+	 * While the subscription still copies the partition or the watermarks
+	 * (a new subscription, or a table added by REFRESH PUBLICATION), each
+	 * table is synced on its own, so the watermark can be ahead of the
+	 * records here: serve nothing yet (reading would skip the missing
+	 * records as gaps), and keep offsets up to the watermark in range.
+	 */
+	synced = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
+	if (isnull || !synced)
+	{
+		int64		log_start = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 6, &isnull));
+
+		stable = isnull ? 0 : Min(stable, log_start);
+	}
+	CatalogEnd(nestlevel);
 	end->stable = stable;
-	end->log_end = stable;
-	end->reserved_end = stable;
+	end->log_end = log_end;
+	end->reserved_end = log_end;
 	end->awaiting_flush = false;
 	return true;
 }
 
 /*
  * A long poll on a follower: no producer here wakes the reader, so sleep a
- * little and let the caller re-read the watermark.  False on a leader.
+ * little and let the caller re-read the watermark.  False on a leader
+ * without followers (it is woken by its producers).
  */
 bool
 ClusterFollowerWait(const Topic *topic, int32 partition, long timeout_ms)

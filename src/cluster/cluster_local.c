@@ -242,6 +242,22 @@ reconcile_publish(void)
 							   "AND p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower))",
 							   me, desired, me));
 
+	/*
+	 * Slots of pairs with no partition left in common, not in use: left by
+	 * a follower that dropped its subscription while this broker was
+	 * unreachable (SET slot_name = NONE); a slot keeps WAL forever.  Once
+	 * the coordinator forgot the topics, the follower needs nothing more.
+	 */
+	spi_run_generated(psprintf("SELECT pg_catalog.format('SELECT pg_catalog.pg_drop_replication_slot(%%L)', "
+							   "s.slot_name) FROM pg_catalog.pg_replication_slots s "
+							   "WHERE s.slot_name LIKE 'commitlog\\_b%d\\_to\\_b%%' AND NOT s.active "
+							   "AND s.database = pg_catalog.current_database() "
+							   "AND NOT EXISTS (SELECT 1 FROM commitlog.cluster_assignments a "
+							   "  CROSS JOIN LATERAL pg_catalog.unnest(a.replicas) f(b) "
+							   "  WHERE a.leader = %d AND f.b <> %d "
+							   "  AND s.slot_name = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, f.b))",
+							   me, me, me, me));
+
 	/* publications nobody needs: no table, no follower, no slot left */
 	spi_run_generated(psprintf("SELECT pg_catalog.format('DROP PUBLICATION %%I', p.pubname) "
 							   "FROM pg_catalog.pg_publication p "
@@ -353,12 +369,20 @@ loopback_run(PGconn *conn, const char *sql)
 	return ok;
 }
 
-/* Does the leader at conninfo have the publication yet? */
+/*
+ * Does the leader at conninfo have the publication yet?  If so, drop an
+ * unused slot of the same name there: this broker has no subscription of
+ * that name, so the slot is an orphan (a subscription dropped while the
+ * leader was unreachable, a CREATE SUBSCRIPTION cut short), and CREATE
+ * SUBSCRIPTION would fail on it every cycle.
+ */
 static bool
 leader_has_publication(const char *conninfo, const char *pubname)
 {
-	const char *keys[3] = {"dbname", "connect_timeout", NULL};
-	const char *vals[3] = {conninfo, "5", NULL};
+	/* a leader that stops answering must not hold the worker for long */
+	const char *keys[] = {"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+	"tcp_user_timeout", "dbname", "connect_timeout", "options", NULL};
+	const char *vals[] = {"1", "10", "5", "3", "30000", conninfo, "5", "-c statement_timeout=10s", NULL};
 	const char *params[1] = {pubname};
 	PGconn	   *conn = PQconnectdbParams(keys, vals, 1);
 	PGresult   *res;
@@ -373,6 +397,18 @@ leader_has_publication(const char *conninfo, const char *pubname)
 					   1, NULL, params, NULL, NULL, 0);
 	found = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
 	PQclear(res);
+	if (found)
+	{
+		res = PQexecParams(conn, "SELECT pg_catalog.pg_drop_replication_slot(s.slot_name) "
+						   "FROM pg_catalog.pg_replication_slots s "
+						   "WHERE s.slot_name = $1 AND NOT s.active",
+						   1, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+			ereport(LOG,
+					(errmsg("pg_commitlog: broker %d dropped its orphaned replication slot \"%s\" on its leader",
+							commitlog_broker_id, pubname)));
+		PQclear(res);
+	}
 	PQfinish(conn);
 	return found;
 }

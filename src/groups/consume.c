@@ -40,6 +40,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "groups/groups.h"
+#include "stream/stream.h"
 #include "miscadmin.h"
 #include "offsets/offsets.h"
 #include "tcop/utility.h"
@@ -251,6 +252,7 @@ consume(PG_FUNCTION_ARGS)
 	SetSingleFuncCall(fcinfo, 0);
 	st.fcinfo = fcinfo;
 	st.group = CStringGetTextDatum(GroupIdArg(fcinfo, 0));
+	StreamCheckGroupWrite(TextDatumGetCString(st.group));
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

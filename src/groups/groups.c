@@ -18,6 +18,7 @@
 #include "fetch/fetch.h"
 #include "fmgr.h"
 #include "groups/groups.h"
+#include "stream/stream.h"
 #include "miscadmin.h"
 #include "offsets/offsets.h"
 #include "storage/lockdefs.h"
@@ -126,6 +127,7 @@ commit_offset(PG_FUNCTION_ARGS)
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int			nestlevel;
 
+	StreamCheckGroupWrite(group);
 	if (PG_ARGISNULL(3) || PG_GETARG_INT64(3) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -257,6 +259,7 @@ reset_offsets(PG_FUNCTION_ARGS)
 	uint64		locked;
 
 	FetchRequirePrimary();
+	StreamCheckGroupWrite(group);
 	topic = group_topic(fcinfo, 1);
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -312,6 +315,7 @@ delete_group(PG_FUNCTION_ARGS)
 	bool		isnull;
 
 	PreventCommandIfReadOnly("commitlog.delete_group()");
+	StreamCheckGroupWrite(group);
 	nestlevel = CatalogBegin();
 	CatalogExec("SELECT count(*) FROM commitlog.consumer_offsets WHERE group_id = $1", 1, types, args, NULL);
 	total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

@@ -173,6 +173,42 @@ processor_find(const char *name)
 }
 
 /*
+ * A processor's or derived table's group is its position: only the job's
+ * owner (or a member of that role) may move it with commit_offset,
+ * consume, reset_offsets or delete_group.  Anyone else who can read the
+ * topic could otherwise make it skip or repeat records.  Other groups have
+ * no owner, as in Kafka without ACLs.
+ */
+void
+StreamCheckGroupWrite(const char *group)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(group)};
+	int			nestlevel = CatalogBegin();
+	Oid			owner = InvalidOid;
+	bool		processor = false;
+	bool		isnull;
+
+	CatalogRead("SELECT owner::pg_catalog.oid, kind = 'processor' FROM commitlog.stream_jobs "
+				"WHERE name = $1", 1, types, args, 1);
+	if (SPI_processed > 0)
+	{
+		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		processor = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	CatalogEnd(nestlevel);
+	if (OidIsValid(owner) && !has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("consumer group \"%s\" belongs to %s \"%s\"", group,
+						processor ? "processor" : "derived table", group),
+				 errdetail("Its positions are the %s's; only role %s may move them.",
+						   processor ? "processor" : "derived table",
+						   quote_identifier(GetUserNameFromId(owner, false))),
+				 errhint("Read with another group_id, or ask that role or a superuser.")));
+}
+
+/*
  * Wait for the job's batch in flight, if any, and keep its positions
  * locked until this transaction ends (see the file comment).
  */

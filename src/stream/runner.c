@@ -47,6 +47,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "commands/trigger.h"
 #include "commitlog.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -77,6 +78,22 @@
 /* and for a restore in progress at most this often */
 #define RUNNER_RESTORE_CHECK_MS	1000
 
+/*
+ * How the owner's code runs (handler, derived-table upsert, dead-letter
+ * produce): as the owner, unable to SET ROLE, and security-restricted, as
+ * PostgreSQL runs a table owner's code in VACUUM or CREATE INDEX.  The
+ * restriction refuses what would outlive the call and run later with the
+ * worker's superuser rights or in another owner's batch: deferred triggers
+ * (they would fire at the batch's commit), temporary tables and WITH HOLD
+ * cursors (the worker's session serves the jobs of every owner).  So that
+ * deferrable constraints (a DEFERRABLE INITIALLY DEFERRED foreign key) still
+ * work, each call starts with SET CONSTRAINTS ALL IMMEDIATE: they are
+ * checked at the end of each statement, as the owner; only a handler that
+ * defers them itself meets the refusal.
+ */
+#define RUNNER_OWNER_SEC_CONTEXT \
+	(SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION)
+
 /* A job, as a batch needs it. */
 typedef struct RunnerJob
 {
@@ -89,8 +106,9 @@ typedef struct RunnerJob
 	int32		batch_size;
 	int32		max_retries;
 	char	   *dead_letter_topic;
-	Oid			owner;
+	Oid			owner;			/* a derived table's: its current owner */
 	int32		failures;		/* of the current batch, so far */
+	int32		handler_failures;	/* of those, the handler's */
 } RunnerJob;
 
 /* The records of one batch. */
@@ -134,23 +152,28 @@ runner_backoff_ms(int failures)
 
 /*
  * Record a failure of (job, partition): the count, the error and when to
- * try again.  In the caller's transaction.
+ * try again.  handler_failures: the handler's failures on the batch so far
+ * (what max_retries counts), or -1 for a failure that was not the
+ * handler's, which keeps them.  In the caller's transaction.
  */
 static void
-runner_record_failure(int32 job_id, int32 partition, int32 failures, const char *message)
+runner_record_failure(int32 job_id, int32 partition, int32 failures, int32 handler_failures,
+					  const char *message)
 {
-	Oid			types[5] = {INT4OID, INT4OID, INT4OID, INT4OID, TEXTOID};
-	Datum		args[5] = {Int32GetDatum(job_id), Int32GetDatum(partition), Int32GetDatum(failures),
-	Int32GetDatum(runner_backoff_ms(failures)), CStringGetTextDatum(message)};
+	Oid			types[6] = {INT4OID, INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID};
+	Datum		args[6] = {Int32GetDatum(job_id), Int32GetDatum(partition), Int32GetDatum(failures),
+		Int32GetDatum(runner_backoff_ms(failures)), CStringGetTextDatum(message),
+	Int32GetDatum(handler_failures)};
 
 	runner_exec("INSERT INTO commitlog.stream_partitions AS s "
-				"(job_id, partition, failures, retry_at, last_error, last_error_at) "
-				"VALUES ($1, $2, $3, pg_catalog.clock_timestamp() + $4 * interval '1 ms', $5, "
+				"(job_id, partition, failures, handler_failures, retry_at, last_error, last_error_at) "
+				"VALUES ($1, $2, $3, GREATEST($6, 0), pg_catalog.clock_timestamp() + $4 * interval '1 ms', $5, "
 				"        pg_catalog.clock_timestamp()) "
 				"ON CONFLICT (job_id, partition) DO UPDATE SET failures = EXCLUDED.failures, "
+				"handler_failures = CASE WHEN $6 < 0 THEN s.handler_failures ELSE $6 END, "
 				"retry_at = EXCLUDED.retry_at, last_error = EXCLUDED.last_error, "
 				"last_error_at = EXCLUDED.last_error_at",
-				5, types, args, NULL, SPI_OK_INSERT);
+				6, types, args, NULL, SPI_OK_INSERT);
 }
 
 /* A batch went through: count it, clear the retry state. */
@@ -169,7 +192,7 @@ runner_record_success(int32 job_id, int32 partition, int64 processed, int64 dead
 				"ON CONFLICT (job_id, partition) DO UPDATE SET "
 				"processed = s.processed + EXCLUDED.processed, "
 				"dead_lettered = s.dead_lettered + EXCLUDED.dead_lettered, "
-				"failures = 0, retry_at = NULL, "
+				"failures = 0, handler_failures = 0, retry_at = NULL, "
 				"last_error = COALESCE(EXCLUDED.last_error, s.last_error), "
 				"last_error_at = COALESCE(EXCLUDED.last_error_at, s.last_error_at)",
 				5, types, args, nulls, SPI_OK_INSERT);
@@ -203,9 +226,12 @@ runner_call(RunnerBatch *batch, int lo, int hi, ErrorData *unused)
 	Oid			save_userid;
 	int			save_sec_context;
 	int			nestlevel = NewGUCNestLevel();
+	ConstraintsSetStmt all_immediate = {.type = T_ConstraintsSetStmt, .constraints = NIL, .deferred = false};
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(job->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(job->owner, save_sec_context | RUNNER_OWNER_SEC_CONTEXT);
+	/* deferrable constraints are checked now, as the owner (see above) */
+	AfterTriggerSetState(&all_immediate);
 	if (job->is_table)
 		StreamApplyToTable(job->relid, PointerGetDatum(array));
 	else
@@ -289,7 +315,7 @@ runner_dead_letter_one(RunnerBatch *batch, int i, ErrorData *error)
 	args[3] = CStringGetTextDatum(unpack_sql_state(error->sqlerrcode));
 	args[4] = CStringGetTextDatum(job->name);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(job->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(job->owner, save_sec_context | RUNNER_OWNER_SEC_CONTEXT);
 	runner_exec("SELECT commitlog.produce($1, ($2).value, ($2).key, NULL::int4, "
 				"  COALESCE(($2).headers, '{}'::commitlog.header[]) || ARRAY["
 				"    ROW('" STREAM_DLQ_HEADER_PREFIX "message', pg_catalog.convert_to($3, 'UTF8')), "
@@ -361,8 +387,12 @@ runner_load_job(int32 job_id, int32 partition, RunnerJob *job)
 
 	runner_exec("SELECT j.name, j.kind = 'table', j.topic, j.handler::pg_catalog.oid, "
 				"       j.derived_table::pg_catalog.oid, j.batch_size, j.max_retries, "
-				"       j.dead_letter_topic, j.owner::pg_catalog.oid, "
-				"       COALESCE(s.failures, 0), "
+				"       j.dead_letter_topic, "
+				"       CASE WHEN j.kind = 'table' "
+				"            THEN COALESCE((SELECT c.relowner FROM pg_catalog.pg_class c "
+				"                            WHERE c.oid = j.derived_table), j.owner::pg_catalog.oid) "
+				"            ELSE j.owner::pg_catalog.oid END, "
+				"       COALESCE(s.failures, 0), COALESCE(s.handler_failures, 0), "
 				"       j.paused OR COALESCE(s.retry_at > pg_catalog.clock_timestamp(), false) "
 				"  FROM commitlog.stream_jobs j "
 				"  LEFT JOIN commitlog.stream_partitions s ON s.job_id = j.id AND s.partition = $2 "
@@ -371,7 +401,7 @@ runner_load_job(int32 job_id, int32 partition, RunnerJob *job)
 		return false;
 	tuple = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	if (DatumGetBool(SPI_getbinval(tuple, desc, 11, &isnull)))
+	if (DatumGetBool(SPI_getbinval(tuple, desc, 12, &isnull)))
 		return false;
 	job->id = job_id;
 	job->name = SPI_getvalue(tuple, desc, 1);
@@ -388,6 +418,7 @@ runner_load_job(int32 job_id, int32 partition, RunnerJob *job)
 	job->dead_letter_topic = SPI_getvalue(tuple, desc, 8);
 	job->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, 9, &isnull));
 	job->failures = DatumGetInt32(SPI_getbinval(tuple, desc, 10, &isnull));
+	job->handler_failures = DatumGetInt32(SPI_getbinval(tuple, desc, 11, &isnull));
 	return true;
 }
 
@@ -553,7 +584,8 @@ runner_batch(int32 job_id, int32 partition, bool *claimed)
 	{
 		int64		first = DatumGetInt64(GetAttributeByNum((HeapTupleHeader) DatumGetPointer(batch.records[0]), 3, &isnull));
 		int32		failures = job.failures + 1;
-		bool		give_up = !job.is_table && failures > job.max_retries;
+		/* failures that were not the handler's (runner_unit_failed) don't count */
+		bool		give_up = !job.is_table && job.handler_failures + 1 > job.max_retries;
 
 		ereport(LOG,
 				(errmsg("pg_commitlog: %s \"%s\" failed on partition %d, offsets " INT64_FORMAT " to " INT64_FORMAT " (failure %d%s): %s",
@@ -571,12 +603,13 @@ runner_batch(int32 job_id, int32 partition, bool *claimed)
 				moved = true;
 			}
 			else
-				runner_record_failure(job.id, partition, failures,
+				runner_record_failure(job.id, partition, failures, job.handler_failures + 1,
 									  psprintf("could not dead-letter to topic \"%s\": %s",
 											   job.dead_letter_topic, dlq_error->message));
 		}
 		else
-			runner_record_failure(job.id, partition, failures, error->message);
+			runner_record_failure(job.id, partition, failures, job.handler_failures + 1,
+								  error->message);
 	}
 	if (moved)
 		runner_commit_position(&job, topic_id, partition, next);
@@ -665,7 +698,7 @@ runner_unit_failed(RunnerUnit *unit, ErrorData *error)
 		failures = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) + 1;
 	runner_exec("SELECT 1 FROM commitlog.stream_jobs WHERE id = $1", 1, types, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
-		runner_record_failure(unit->job_id, unit->partition, failures, error->message);
+		runner_record_failure(unit->job_id, unit->partition, failures, -1, error->message);
 	CatalogEnd(nestlevel);
 	PopActiveSnapshot();
 	CommitTransactionCommand();

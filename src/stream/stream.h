@@ -91,6 +91,9 @@ extern void StreamApplyToTable(Oid relid, Datum records);
 /* processor.c: shared by the SQL functions */
 extern void StreamEnsurePositions(int32 job_id, bool from_latest);
 extern void StreamCheckNameFree(const char *name);
+
+/* groups.c and consume.c: refuse moving a processor's or derived table's group */
+extern void StreamCheckGroupWrite(const char *group);
 extern void StreamForgetJob(int32 job_id, const char *name, const char *topic);
 extern void StreamWakeAtCommit(void);
 extern char *StreamNameArg(FunctionCallInfo fcinfo, int argno, const char *what);

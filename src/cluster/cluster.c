@@ -340,6 +340,7 @@ ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition)
 	bool		isnull;
 	int32		leader;
 	int32		found_partition;
+	bool		alive;
 	char	   *conninfo;
 
 	if (!ClusterEnabled())
@@ -352,13 +353,13 @@ ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition)
 	args[0] = CStringGetTextDatum(topic);
 	args[1] = Int32GetDatum(partition);
 	if (partition < 0)
-		CatalogRead("SELECT a.leader, b.conninfo, a.partition FROM commitlog.cluster_assignments a "
+		CatalogRead("SELECT a.leader, b.conninfo, a.partition, COALESCE(b.alive, true) FROM commitlog.cluster_assignments a "
 					"LEFT JOIN commitlog.cluster_brokers b ON b.broker_id = a.leader "
 					"WHERE a.topic = $1 AND $2 < 0 "
 					"AND NOT EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.name = $1) "
 					"ORDER BY a.partition LIMIT 1", 2, argtypes, args, 1);
 	else
-		CatalogRead("SELECT a.leader, b.conninfo, a.partition FROM commitlog.cluster_assignments a "
+		CatalogRead("SELECT a.leader, b.conninfo, a.partition, COALESCE(b.alive, true) FROM commitlog.cluster_assignments a "
 					"LEFT JOIN commitlog.cluster_brokers b ON b.broker_id = a.leader "
 					"WHERE a.topic = $1 AND a.partition = $2 "
 					"AND a.leader IS DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int",
@@ -387,6 +388,7 @@ ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition)
 		leader = -1;
 	conninfo = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	found_partition = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	alive = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 	conninfo = conninfo ? pstrdup(conninfo) : NULL;
 	CatalogEnd(nestlevel);
 
@@ -396,6 +398,15 @@ ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition)
 				 errmsg("partition %d of topic \"%s\" has no leader yet", found_partition, topic),
 				 errdetail("The controller has not assigned its replicas yet; replication setup is asynchronous."),
 				 errhint("Retry in a moment; commitlog.partition_list shows the leader once it is assigned.")));
+	/* no unclean election, and no failover yet: say the partition is unavailable */
+	if (!alive)
+		ereport(ERROR,
+				(errcode(ERRCODE_COMMITLOG_NOT_LEADER),
+				 errmsg("the leader of partition %d of topic \"%s\", broker %d, is not alive",
+						found_partition, topic, leader),
+				 errdetail("The partition takes no records until its leader returns: leader failover is not built yet."),
+				 errhint("Restart broker %d (%s); commitlog.brokers shows which brokers are alive.", leader,
+						 conninfo ? conninfo : "its conninfo is not known yet")));
 	ereport(ERROR,
 			(errcode(ERRCODE_COMMITLOG_NOT_LEADER),
 			 errmsg("broker %d is not the leader of partition %d of topic \"%s\"",

@@ -17,6 +17,7 @@
 #   small, and confirms them after the follower rejoins; a commit with the
 #   ISR too small is refused (CL003) and leaves nothing; acks=1 still works;
 # - every replica reports its log end to the coordinator;
+# - with its leader dead, a partition takes no records and produce says so;
 # - cluster_alter_isr refuses a stale leader epoch or a non-leader (CL004).
 
 use strict;
@@ -246,6 +247,35 @@ ok( $coord->poll_query_until('postgres',
 	'restarted, it catches up and rejoins the ISR');
 ok($down->poll_query_until('postgres', qq{SELECT commitlog.latest_offset('events', 0) = $end}),
 	'... with every record');
+
+# --- a dead leader: the partition is unavailable and says so ------------------
+# (a topic led by broker 2 or 3: broker 1 holds the coordinator)
+$coord->safe_psql('postgres', q{SELECT commitlog.create_topic('orphan', 1, 2)});
+ok( $coord->poll_query_until('postgres',
+		q{SELECT p.leader <> 1 FROM commitlog.cluster_partitions p
+		    JOIN commitlog.cluster_topics t ON t.id = p.topic_id WHERE t.name = 'orphan'}),
+	'orphan is led by a broker that is not the coordinator');
+my ($o_leader, $o_follower) = split /\s+/, $coord->safe_psql('postgres',
+	q{SELECT p.replicas[1] || ' ' || p.replicas[2] FROM commitlog.cluster_partitions p
+	    JOIN commitlog.cluster_topics t ON t.id = p.topic_id WHERE t.name = 'orphan'});
+ok( node_of($o_follower)->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM commitlog.partition_list WHERE topic = 'orphan'}),
+	'its follower has its copy');
+node_of($o_leader)->stop;
+ok( node_of($o_follower)->poll_query_until('postgres',
+		"SELECT NOT alive FROM commitlog.brokers WHERE broker_id = $o_leader"),
+	'the follower sees the leader dead');
+($state, $err) = sql_error(node_of($o_follower), 'postgres',
+	q{SELECT commitlog.produce('orphan', 'x'::bytea, partition => 0)});
+is($state, 'CL002', 'produce with the leader dead: CL002');
+like($err, qr/the leader of partition 0 of topic "orphan", broker $o_leader, is not alive/,
+	'... saying the leader is not alive');
+like($err, qr/takes no records until its leader returns/, '... and that the partition is unavailable');
+node_of($o_leader)->start;
+ok( $coord->poll_query_until('postgres',
+		q{SELECT p.isr = p.replicas FROM commitlog.cluster_partitions p
+		    JOIN commitlog.cluster_topics t ON t.id = p.topic_id WHERE t.name = 'events'}),
+	'back, it rejoins the ISR of events');
 
 # --- cluster_alter_isr is fenced by leader and epoch --------------------------
 my $tid = $coord->safe_psql('postgres', q{SELECT id FROM commitlog.cluster_topics WHERE name = 'events'});

@@ -30,6 +30,7 @@ OBJS = \
 	src/bgworker/launcher.o \
 	src/bgworker/worker.o \
 	src/bgworker/controller.o \
+	src/bgworker/loopback.o \
 	src/schemas/parse.o \
 	src/schemas/avro_json.o \
 	src/schemas/compat.o \

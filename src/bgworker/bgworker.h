@@ -14,6 +14,8 @@
 
 #include "postgres.h"
 
+#include "libpq-fe.h"
+
 /*
  * Advisory lock keys, pg_try_advisory_lock(int4, int4), taken by a worker on
  * its session in the coordinator database:
@@ -52,6 +54,13 @@ extern void BgworkerInit(void);
 /* Wake the worker of a database (e.g. a producer ran out of segments). */
 extern void BgworkerWake(Oid dbid);
 extern void BgworkerWakeAtCommit(void);
+
+/*
+ * Sessions to this database for statements that cannot run in the
+ * worker's transactions (loopback.c).  Exec returns NULL or the error.
+ */
+extern PGconn *BgworkerLoopbackConnect(const char *appname, const char *purpose);
+extern char *BgworkerLoopbackExec(PGconn *conn, const char *sql);
 
 /*
  * Controller actions, for the worker process only (controller.c).

@@ -44,6 +44,7 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "bgworker/bgworker.h"
 #include "cluster/cluster.h"
 #include "commitlog.h"
 #include "executor/spi.h"
@@ -317,56 +318,16 @@ reconcile_watermarks(void)
 	ClusterXactEnd();
 }
 
-/*
- * A libpq connection to this database as the bootstrap superuser, for the
- * subscription commands that cannot run in a transaction block.
- */
-static PGconn *
-cluster_loopback(void)
-{
-	List	   *dirs;
-	char	   *raw = pstrdup(GetConfigOption("unix_socket_directories", false, false));
-	const char *keys[7] = {"host", "port", "dbname", "user", "application_name", "options", NULL};
-	const char *values[7];
-	PGconn	   *conn;
-
-	if (!SplitDirectoriesString(raw, ',', &dirs) || dirs == NIL)
-		dirs = list_make1("localhost");
-	StartTransactionCommand();
-	values[0] = linitial(dirs);
-	values[1] = psprintf("%d", PostPortNumber);
-	values[2] = get_database_name(MyDatabaseId);
-	values[3] = GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false);
-	values[4] = "pg_commitlog cluster";
-	values[5] = "-c statement_timeout=60s";
-	values[6] = NULL;
-	CommitTransactionCommand();
-	conn = PQconnectdbParams(keys, values, false);
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		char	   *msg = pchomp(PQerrorMessage(conn));
-
-		PQfinish(conn);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("pg_commitlog could not connect to its own database to manage subscriptions: %s", msg),
-				 errhint("Allow local connections of the bootstrap superuser over the Unix socket (peer or trust in pg_hba.conf).")));
-	}
-	return conn;
-}
-
-/* Run sql on conn; false (with a WARNING) if it failed. */
+/* Run sql on the loopback session; false (with a WARNING) if it failed. */
 static bool
 loopback_run(PGconn *conn, const char *sql)
 {
-	PGresult   *res = PQexec(conn, sql);
-	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+	char	   *error = BgworkerLoopbackExec(conn, sql);
 
-	if (!ok)
+	if (error != NULL)
 		ereport(WARNING,
-				(errmsg("pg_commitlog: \"%s\" failed: %s", sql, pchomp(PQerrorMessage(conn)))));
-	PQclear(res);
-	return ok;
+				(errmsg("pg_commitlog: \"%s\" failed: %s", sql, error)));
+	return error == NULL;
 }
 
 /*
@@ -498,7 +459,7 @@ reconcile_subscribe(void)
 	if (plan.create_names == NIL && plan.drop == NIL && !refresh_due)
 		return;
 
-	conn = cluster_loopback();
+	conn = BgworkerLoopbackConnect("pg_commitlog cluster", "manage subscriptions");
 	forboth(lc, plan.create_names, lc2, plan.create_conninfos)
 	{
 		char	   *name = lfirst(lc);

@@ -384,110 +384,12 @@ delete_records(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(removed);
 }
 
-/*
- * A libpq connection to this database, as the bootstrap superuser, over the
- * first Unix socket directory; for the statements that cannot run inside
- * the worker's transactions.
- */
-static char *loopback_dbname = NULL;
-static char *loopback_user = NULL;
-
-static PGconn *
-retention_loopback(void)
-{
-	char	   *dirs = pstrdup(GetConfigOption("unix_socket_directories", false, false));
-	char	   *comma = strchr(dirs, ',');
-	const char *keys[6] = {"host", "port", "dbname", "user", "application_name", NULL};
-	const char *values[6];
-	PGconn	   *conn;
-
-	if (comma)
-		*comma = '\0';
-	values[0] = dirs[0] ? dirs : "localhost";
-	values[1] = psprintf("%d", PostPortNumber);
-	values[2] = loopback_dbname;
-	values[3] = loopback_user;
-	values[4] = "pg_commitlog retention";
-	values[5] = NULL;
-	conn = PQconnectdbParams(keys, values, false);
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		char	   *msg = pstrdup(PQerrorMessage(conn));
-
-		PQfinish(conn);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("pg_commitlog could not connect to its own database to detach segments: %s", msg),
-				 errhint("Allow local connections of the bootstrap superuser over the Unix socket (peer or trust in pg_hba.conf).")));
-	}
-	return conn;
-}
-
-/*
- * Cancel the loopback backend's statement.  It is a backend of this
- * server, so a signal does what pg_cancel_backend() would, without a
- * cancel connection through the postmaster that may not be served before
- * this process exits.
- */
-static void
-retention_cancel(PGconn *conn)
-{
-	int			pid = PQbackendPID(conn);
-
-	if (pid > 0 && kill(pid, SIGINT) != 0)
-		ereport(LOG,
-				(errmsg("pg_commitlog could not cancel a statement of its retention session (pid %d): %m",
-						pid)));
-}
-
-/*
- * Run one statement on the loopback session.  It waits on the socket and
- * the latch rather than in PQexec (whose poll() retries through signals),
- * so that SIGTERM and postmaster death are served while a DETACH
- * CONCURRENTLY waits for older snapshots, which can take up to its
- * statement_timeout.  The statement is cancelled before the worker exits,
- * so the other backend does not go on alone.  A latch set meanwhile (a
- * producer's wakeup) is set again for the worker's main loop.
- */
+/* Run sql on the loopback session, or error. */
 static void
 retention_loopback_exec(PGconn *conn, const char *sql)
 {
-	bool		woken = false;
-	char	   *error = NULL;
-	PGresult   *res;
+	char	   *error = BgworkerLoopbackExec(conn, sql);
 
-	if (PQsendQuery(conn, sql))
-	{
-		while (PQisBusy(conn))
-		{
-			int			rc = WaitLatchOrSocket(MyLatch,
-											   WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH,
-											   PQsocket(conn), -1L, PG_WAIT_EXTENSION);
-
-			if (rc & WL_LATCH_SET)
-			{
-				ResetLatch(MyLatch);
-				woken = true;
-				if (ProcDiePending || QueryCancelPending)
-				{
-					retention_cancel(conn);
-					CHECK_FOR_INTERRUPTS();
-				}
-			}
-			if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
-				break;
-		}
-		while ((res = PQgetResult(conn)) != NULL)
-		{
-			if (PQresultStatus(res) != PGRES_COMMAND_OK && error == NULL)
-				error = pstrdup(PQresultErrorMessage(res));
-			PQclear(res);
-		}
-	}
-	if (woken)
-		SetLatch(MyLatch);
-	if (error == NULL && PQstatus(conn) == CONNECTION_BAD)
-		error = pstrdup(PQerrorMessage(conn));
 	if (error != NULL)
 		ereport(ERROR,
 				(errmsg("pg_commitlog could not run \"%s\": %s", sql, error)));
@@ -632,10 +534,8 @@ retention_drop_segments(void)
 
 				if (conn == NULL)
 				{
-					conn = retention_loopback();
+					conn = BgworkerLoopbackConnect("pg_commitlog retention", "detach segments");
 					retention_loopback_exec(conn, "SET commitlog.internal_maintenance = on");
-					/* never wait forever behind an old snapshot: retry next cycle */
-					retention_loopback_exec(conn, "SET statement_timeout = '60s'");
 					retention_loopback_exec(conn, "SET synchronous_commit = off");
 				}
 				sql = psprintf("ALTER TABLE commitlog_topics.%s DETACH PARTITION commitlog_topics.%s %s",
@@ -682,13 +582,6 @@ RetentionMaintain(bool retention_due)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(cxt);
-	if (loopback_dbname == NULL)
-	{
-		/* catalog lookups: inside a transaction, kept for the worker's life */
-		loopback_dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
-		loopback_user = MemoryContextStrdup(TopMemoryContext,
-											GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false));
-	}
 	partitions = retention_partitions(NULL);
 	PopActiveSnapshot();
 	SPI_finish();

@@ -42,6 +42,7 @@ OBJS = \
 	src/cluster/cluster_sync.o \
 	src/cluster/cluster_local.o \
 	src/cluster/cluster_isr.o \
+	src/cluster/cluster_failover.o \
 	src/cluster/cluster_acks.o \
 	src/stream/processor.o \
 	src/stream/tables.o \

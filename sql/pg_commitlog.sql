@@ -969,19 +969,21 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'await_replication'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 
--- Leader election (issue 7, failover step 3 of src/cluster/README.md).
--- Not called by the controller yet: the brokers' take-over of a new epoch
--- (step 4) comes first, and electing without it would move leadership to a
--- broker that does not act on it.
+-- Leader election (issue 7, failover step 3 of src/cluster/README.md): run
+-- by the controller each cycle, fenced by its epoch, after cluster_assign.
 
 -- Each replica's log end, reported by its broker; ranks election
 -- candidates (any in-sync replica is safe, the highest loses least).
+-- leader_epoch: the epoch the replica's copy is at (commitlog.replica_epochs
+-- there); ready: a follower's subscription to the current leader has the
+-- partition past its initial copy (a leader: true).
 CREATE TABLE commitlog.cluster_replica_state (
     topic_id int NOT NULL,
     partition int NOT NULL,
     broker_id int NOT NULL,
     log_end bigint NOT NULL,
     leader_epoch int NOT NULL,
+    ready boolean NOT NULL DEFAULT false,
     reported_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (topic_id, partition, broker_id),
     FOREIGN KEY (topic_id, partition) REFERENCES commitlog.cluster_partitions ON DELETE CASCADE
@@ -1053,31 +1055,71 @@ END
 $$;
 
 -- The new leader of an epoch records where the epoch starts: its log end
--- when it took over.  CL004 unless it leads the partition at that epoch
--- and the start is not recorded yet.
+-- when it took over, and gets back the recorded start (the same, unless it
+-- recorded it already before a crash: then the first one stands).  CL004
+-- unless it leads the partition at that epoch.
 CREATE FUNCTION commitlog.cluster_begin_epoch(topic_id int, partition int, leader int,
                                               leader_epoch int, start_offset bigint)
-RETURNS void
+RETURNS bigint
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    recorded bigint;
 BEGIN
     UPDATE commitlog.cluster_leader_epochs e
-       SET start_offset = cluster_begin_epoch.start_offset
+       SET start_offset = COALESCE(e.start_offset, cluster_begin_epoch.start_offset)
      WHERE e.topic_id = cluster_begin_epoch.topic_id AND e.partition = cluster_begin_epoch.partition
        AND e.leader_epoch = cluster_begin_epoch.leader_epoch AND e.leader = cluster_begin_epoch.leader
-       AND e.start_offset IS NULL
        AND EXISTS (SELECT 1 FROM commitlog.cluster_partitions p
                     WHERE p.topic_id = e.topic_id AND p.partition = e.partition
-                      AND p.leader = e.leader AND p.leader_epoch = e.leader_epoch);
+                      AND p.leader = e.leader AND p.leader_epoch = e.leader_epoch)
+    RETURNING e.start_offset INTO recorded;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'broker % cannot begin leader epoch % of partition % of topic id %',
                         leader, leader_epoch, partition, topic_id
             USING ERRCODE = 'CL004',
-                  DETAIL = 'Only the partition''s current leader begins its epoch, once.',
+                  DETAIL = 'Only the partition''s current leader begins its epoch.',
                   HINT = 'The broker re-reads the assignment from the coordinator in its next cycle.';
     END IF;
+    RETURN recorded;
 END
 $$;
 REVOKE ALL ON FUNCTION commitlog.cluster_elect(int),
                        commitlog.cluster_begin_epoch(int, int, int, int, bigint) FROM PUBLIC;
+
+-- The leader epoch this broker's copy of each partition is at: the epoch it
+-- took over as leader, or whose leader it re-pointed to as a follower after
+-- truncating what that epoch's start offset says was never acknowledged
+-- (src/cluster/cluster_failover.c).  No row: epoch 0, nothing to do.  Local.
+CREATE TABLE commitlog.replica_epochs (
+    topic_id int NOT NULL,
+    partition int NOT NULL,
+    leader_epoch int NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (topic_id, partition)
+);
+GRANT SELECT ON commitlog.replica_epochs TO PUBLIC;
+
+-- When the worker last rewrote its copy of the assignment: produce on a
+-- leader needs a copy made since the server started (a returning old
+-- leader's copy says it still leads).
+ALTER TABLE commitlog.cluster_brokers ADD COLUMN synced_at timestamptz NOT NULL DEFAULT pg_catalog.now();
+
+-- A leader's view of its followers at the current leader epoch, per
+-- partition it leads after a failover: from_offset is the follower's log
+-- end after its truncation, where the publication's row filter starts the
+-- follower's copy (so nothing is copied twice and nothing is skipped);
+-- ready: the follower's subscription has the partition past that copy, so
+-- its slot's position counts for the ISR.  Learned from
+-- cluster_replica_state on the coordinator.  Local.
+CREATE TABLE commitlog.replica_followers (
+    topic_id int NOT NULL,
+    partition int NOT NULL,
+    follower int NOT NULL,
+    leader_epoch int NOT NULL,
+    from_offset bigint NOT NULL,
+    ready boolean NOT NULL,
+    PRIMARY KEY (topic_id, partition, follower)
+);
+GRANT SELECT ON commitlog.replica_followers TO PUBLIC;

@@ -341,6 +341,9 @@ ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition)
 	int32		leader;
 	int32		found_partition;
 	bool		alive;
+	bool		assigned;
+	bool		mine;
+	int32		epoch;
 	char	   *conninfo;
 
 	if (!ClusterEnabled())
@@ -353,16 +356,32 @@ ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition)
 	args[0] = CStringGetTextDatum(topic);
 	args[1] = Int32GetDatum(partition);
 	if (partition < 0)
-		CatalogRead("SELECT a.leader, b.conninfo, a.partition, COALESCE(b.alive, true) FROM commitlog.cluster_assignments a "
+		CatalogRead("SELECT a.leader, b.conninfo, a.partition, COALESCE(b.alive, true), "
+					"a.replicas IS NOT NULL, false, a.leader_epoch FROM commitlog.cluster_assignments a "
 					"LEFT JOIN commitlog.cluster_brokers b ON b.broker_id = a.leader "
 					"WHERE a.topic = $1 AND $2 < 0 "
 					"AND NOT EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.name = $1) "
 					"ORDER BY a.partition LIMIT 1", 2, argtypes, args, 1);
 	else
-		CatalogRead("SELECT a.leader, b.conninfo, a.partition, COALESCE(b.alive, true) FROM commitlog.cluster_assignments a "
+
+		/*
+		 * This broker leads only once it took the partition over at the
+		 * current leader epoch (cluster_failover.c), and only with a copy
+		 * of the assignment made since the server started: a returning
+		 * old leader's copy still says it leads.
+		 */
+		CatalogRead("SELECT a.leader, b.conninfo, a.partition, COALESCE(b.alive, true), "
+					"a.replicas IS NOT NULL, "
+					"a.leader IS NOT DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int, "
+					"a.leader_epoch "
+					"FROM commitlog.cluster_assignments a "
 					"LEFT JOIN commitlog.cluster_brokers b ON b.broker_id = a.leader "
 					"WHERE a.topic = $1 AND a.partition = $2 "
-					"AND a.leader IS DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int",
+					"AND NOT COALESCE(a.leader = pg_catalog.current_setting('commitlog.broker_id')::int "
+					"  AND a.leader_epoch = COALESCE((SELECT e.leader_epoch FROM commitlog.replica_epochs e "
+					"    WHERE e.topic_id = a.topic_id AND e.partition = a.partition), 0) "
+					"  AND EXISTS (SELECT 1 FROM commitlog.cluster_brokers m "
+					"    WHERE m.synced_at > pg_catalog.pg_postmaster_start_time()), false)",
 					2, argtypes, args, 1);
 	if (SPI_processed == 0)
 	{
@@ -389,24 +408,42 @@ ClusterCheckLeader(const char *topic, int32 topic_id, int32 partition)
 	conninfo = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	found_partition = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	alive = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	assigned = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
+	mine = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
+	epoch = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull));
 	conninfo = conninfo ? pstrdup(conninfo) : NULL;
 	CatalogEnd(nestlevel);
 
-	if (leader < 0)
+	if (leader < 0 && !assigned)
 		ereport(ERROR,
 				(errcode(ERRCODE_COMMITLOG_NOT_LEADER),
 				 errmsg("partition %d of topic \"%s\" has no leader yet", found_partition, topic),
 				 errdetail("The controller has not assigned its replicas yet; replication setup is asynchronous."),
 				 errhint("Retry in a moment; commitlog.partition_list shows the leader once it is assigned.")));
-	/* no unclean election, and no failover yet: say the partition is unavailable */
+	/* no unclean election: a partition whose in-sync replicas are all down waits */
+	if (leader < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_COMMITLOG_NOT_LEADER),
+				 errmsg("partition %d of topic \"%s\" has no leader", found_partition, topic),
+				 errdetail("Its leader's broker is not alive and no in-sync replica is alive to take over; "
+						   "electing a replica that is not in sync could lose acknowledged records."),
+				 errhint("Restart a broker of the partition's isr (commitlog.partition_list); its records are kept. "
+						 "The topic setting unclean.leader.election.enable allows electing any replica.")));
+	if (mine)
+		ereport(ERROR,
+				(errcode(ERRCODE_COMMITLOG_NOT_LEADER),
+				 errmsg("broker %d is taking over partition %d of topic \"%s\"",
+						commitlog_broker_id, found_partition, topic),
+				 errdetail("It was elected leader at leader epoch %d, or has just restarted; its worker takes the partition over in its next cycle.",
+						   epoch),
+				 errhint("Retry in a moment.")));
 	if (!alive)
 		ereport(ERROR,
 				(errcode(ERRCODE_COMMITLOG_NOT_LEADER),
 				 errmsg("the leader of partition %d of topic \"%s\", broker %d, is not alive",
 						found_partition, topic, leader),
-				 errdetail("The partition takes no records until its leader returns: leader failover is not built yet."),
-				 errhint("Restart broker %d (%s); commitlog.brokers shows which brokers are alive.", leader,
-						 conninfo ? conninfo : "its conninfo is not known yet")));
+				 errdetail("The controller elects a new leader from the partition's in-sync replicas."),
+				 errhint("Retry in a moment; this error then names the new leader (commitlog.partition_list shows it).")));
 	ereport(ERROR,
 			(errcode(ERRCODE_COMMITLOG_NOT_LEADER),
 			 errmsg("broker %d is not the leader of partition %d of topic \"%s\"",

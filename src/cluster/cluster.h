@@ -96,6 +96,22 @@ extern bool ClusterConfirmDropped(int32 topic_id);
 /* cluster_local.c, for cluster_sync.c: reconcile this broker with the mirror */
 extern void ClusterReconcile(void);
 
+/* cluster_local.c: SPI helpers of the worker's cluster steps (copies; errors raise) */
+extern char *ClusterSpiText(uint64 row, int col);
+extern int32 ClusterSpiInt(uint64 row, int col);
+extern void ClusterSpiRun(const char *sql);
+extern uint64 ClusterSpiQuery(const char *sql);
+extern void ClusterSpiRunGenerated(const char *query);
+
+/*
+ * Leader epochs (cluster_failover.c): a new leader takes over, followers
+ * and a returning old leader truncate and re-point (KIP-101); the leader
+ * learns where each follower's copy of a partition starts and when it is
+ * ready (commitlog.replica_followers).
+ */
+extern void ClusterFailover(void);
+extern void ClusterFollowerReports(void);
+
 /* Names: pair publication/subscription/slot of leader L and follower F */
 #define ClusterPairName(leader, follower) \
 	psprintf("commitlog_b%d_to_b%d", (leader), (follower))

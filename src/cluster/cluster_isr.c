@@ -43,7 +43,10 @@ int			commitlog_replica_lag_time_max_ms = 10000;
 	"         r.b = ANY (COALESCE(a.isr, a.replicas)) AS member, " \
 	"         (SELECT pg_catalog.max(m.stable_offset) FROM commitlog.replica_marks m " \
 	"           WHERE m.topic_id = $1 AND m.partition = $2 " \
-	"             AND m.lsn <= s.confirmed_flush_lsn) AS applied " \
+	"             AND m.lsn <= s.confirmed_flush_lsn " \
+	"             AND (a.leader_epoch = 0 OR EXISTS (SELECT 1 FROM commitlog.replica_followers rf " \
+	"                   WHERE rf.topic_id = $1 AND rf.partition = $2 AND rf.follower = r.b " \
+	"                     AND rf.leader_epoch = a.leader_epoch AND rf.ready))) AS applied " \
 	"    FROM commitlog.cluster_assignments a " \
 	"   CROSS JOIN LATERAL pg_catalog.unnest(a.replicas) WITH ORDINALITY r(b, ord) " \
 	"    LEFT JOIN commitlog.cluster_brokers b ON b.broker_id = r.b " \
@@ -249,8 +252,9 @@ ClusterReportReplicas(void)
 	StringInfoData parts;
 	StringInfoData ends;
 	StringInfoData epochs;
+	StringInfoData ready;
 	char		me[16];
-	const char *params[5];
+	const char *params[6];
 	uint64		n;
 	PGresult   *res;
 
@@ -258,15 +262,32 @@ ClusterReportReplicas(void)
 	initStringInfo(&parts);
 	initStringInfo(&ends);
 	initStringInfo(&epochs);
+	initStringInfo(&ready);
 	ClusterXactBegin("pg_commitlog: reporting replica log ends");
-	if (SPI_execute(psprintf("SELECT a.topic_id, a.partition, a.leader_epoch, "
-							 "pg_catalog.format('SELECT COALESCE(pg_catalog.max(log_offset) + 1, 0) FROM commitlog_topics.%%I', "
-							 "pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition)) "
+	/*
+	 * The epoch is the one the copy is at (commitlog.replica_epochs), read
+	 * with the log end in one snapshot: a leader takes a follower's log end
+	 * at the new epoch as the start of what it sends it.  ready: the
+	 * follower's subscription to its leader has the partition past its
+	 * initial copy.
+	 */
+	if (SPI_execute(psprintf("SELECT a.topic_id, a.partition, COALESCE(e.leader_epoch, 0), "
+							 "pg_catalog.format('SELECT GREATEST(COALESCE(pg_catalog.max(log_offset) + 1, 0), %%s) "
+							 "FROM commitlog_topics.%%I', p.log_start_offset, "
+							 "pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition)), "
+							 "(a.leader = %d OR EXISTS (SELECT 1 FROM pg_catalog.pg_subscription s "
+							 "  JOIN pg_catalog.pg_subscription_rel r ON r.srsubid = s.oid "
+							 "  WHERE s.subname = pg_catalog.format('commitlog_b%%s_to_b%%s', a.leader, %d) "
+							 "  AND r.srsubstate = 'r' AND r.srrelid = pg_catalog.to_regclass(pg_catalog.format("
+							 "  'commitlog_topics.%%I', pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition)))))::text "
 							 "FROM commitlog.cluster_assignments a "
+							 "JOIN commitlog.partitions p ON p.topic_id = a.topic_id AND p.partition = a.partition "
+							 "LEFT JOIN commitlog.replica_epochs e ON e.topic_id = a.topic_id AND e.partition = a.partition "
 							 "WHERE %d = ANY (a.replicas) AND NOT a.deleting "
 							 "AND pg_catalog.to_regclass(pg_catalog.format('commitlog_topics.%%I', "
 							 "pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition))) IS NOT NULL "
-							 "ORDER BY 1, 2", commitlog_broker_id), true, 0) != SPI_OK_SELECT)
+							 "ORDER BY 1, 2", commitlog_broker_id, commitlog_broker_id, commitlog_broker_id),
+					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list the partitions hosted here");
 	n = SPI_processed;
 	if (n > 0)
@@ -285,6 +306,7 @@ ClusterReportReplicas(void)
 			appendStringInfo(&parts, "%s%s", sep, SPI_getvalue(rows->vals[i], rows->tupdesc, 2));
 			appendStringInfo(&epochs, "%s%s", sep, SPI_getvalue(rows->vals[i], rows->tupdesc, 3));
 			appendStringInfo(&ends, "%s%s", sep, end);
+			appendStringInfo(&ready, "%s%s", sep, SPI_getvalue(rows->vals[i], rows->tupdesc, 5));
 		}
 	}
 	ClusterXactEnd();
@@ -293,7 +315,7 @@ ClusterReportReplicas(void)
 		StringInfoData all;
 
 		initStringInfo(&all);
-		appendStringInfo(&all, "%s|%s|%s|%s", topics.data, parts.data, epochs.data, ends.data);
+		appendStringInfo(&all, "%s|%s|%s|%s|%s", topics.data, parts.data, epochs.data, ends.data, ready.data);
 		if (reported != NULL && strcmp(reported, all.data) == 0)
 			return;
 		snprintf(me, sizeof(me), "%d", commitlog_broker_id);
@@ -302,18 +324,21 @@ ClusterReportReplicas(void)
 		params[2] = me;
 		params[3] = psprintf("{%s}", ends.data);
 		params[4] = psprintf("{%s}", epochs.data);
+		params[5] = psprintf("{%s}", ready.data);
 		res = ControllerQuery("INSERT INTO commitlog.cluster_replica_state AS s "
-							  "(topic_id, partition, broker_id, log_end, leader_epoch, reported_at) "
-							  "SELECT r.t, r.p, $3::int, r.e, r.le, pg_catalog.now() "
+							  "(topic_id, partition, broker_id, log_end, leader_epoch, ready, reported_at) "
+							  "SELECT r.t, r.p, $3::int, r.e, r.le, r.ok, pg_catalog.now() "
 							  "FROM ROWS FROM (pg_catalog.unnest($1::int[]), pg_catalog.unnest($2::int[]), "
-							  "pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::int[])) r(t, p, e, le) "
+							  "pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::int[]), "
+							  "pg_catalog.unnest($6::boolean[])) r(t, p, e, le, ok) "
 							  "WHERE EXISTS (SELECT 1 FROM commitlog.cluster_partitions c "
 							  "WHERE c.topic_id = r.t AND c.partition = r.p) "
 							  "ON CONFLICT (topic_id, partition, broker_id) DO UPDATE "
 							  "SET log_end = EXCLUDED.log_end, leader_epoch = EXCLUDED.leader_epoch, "
-							  "reported_at = EXCLUDED.reported_at "
-							  "WHERE (s.log_end, s.leader_epoch) IS DISTINCT FROM (EXCLUDED.log_end, EXCLUDED.leader_epoch)",
-							  5, params);
+							  "ready = EXCLUDED.ready, reported_at = EXCLUDED.reported_at "
+							  "WHERE (s.log_end, s.leader_epoch, s.ready) IS DISTINCT FROM "
+							  "(EXCLUDED.log_end, EXCLUDED.leader_epoch, EXCLUDED.ready)",
+							  6, params);
 		if (res == NULL)
 			return;
 		PQclear(res);

@@ -64,16 +64,16 @@
 static TimestampTz last_refresh = 0;
 
 /* Column i of row r of SPI_tuptable as text (NULL stays NULL), copied. */
-static char *
-spi_text(uint64 r, int i)
+char *
+ClusterSpiText(uint64 r, int i)
 {
 	char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, i);
 
 	return v ? pstrdup(v) : NULL;
 }
 
-static int32
-spi_int(uint64 r, int i)
+int32
+ClusterSpiInt(uint64 r, int i)
 {
 	bool		isnull;
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, i, &isnull);
@@ -82,15 +82,15 @@ spi_int(uint64 r, int i)
 }
 
 /* Run a statement as the worker (a superuser); error on failure. */
-static void
-spi_run(const char *sql)
+void
+ClusterSpiRun(const char *sql)
 {
 	if (SPI_execute(sql, false, 0) < 0)
 		elog(ERROR, "pg_commitlog cluster statement failed: %s", sql);
 }
 
-static uint64
-spi_query(const char *sql)
+uint64
+ClusterSpiQuery(const char *sql)
 {
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_commitlog cluster query failed: %s", sql);
@@ -102,23 +102,23 @@ spi_query(const char *sql)
  * row, in order.  All are read before any runs, since running one replaces
  * SPI_tuptable.
  */
-static void
-spi_run_generated(const char *query)
+void
+ClusterSpiRunGenerated(const char *query)
 {
-	uint64		n = spi_query(query);
+	uint64		n = ClusterSpiQuery(query);
 	List	   *stmts = NIL;
 	ListCell   *lc;
 
 	for (uint64 i = 0; i < n; i++)
 		for (int c = 1; c <= SPI_tuptable->tupdesc->natts; c++)
 		{
-			char	   *sql = spi_text(i, c);
+			char	   *sql = ClusterSpiText(i, c);
 
 			if (sql != NULL)
 				stmts = lappend(stmts, sql);
 		}
 	foreach(lc, stmts)
-		spi_run(lfirst(lc));
+		ClusterSpiRun(lfirst(lc));
 }
 
 /* Call a topic function on the local copy of cluster topic topic_id. */
@@ -128,7 +128,7 @@ local_topic_call(int32 topic_id, const char *sql)
 	ClusterSetMaterializeId(topic_id);
 	PG_TRY();
 	{
-		spi_run(sql);
+		ClusterSpiRun(sql);
 	}
 	PG_FINALLY();
 	{
@@ -144,7 +144,7 @@ reconcile_materialize(void)
 	uint64		n;
 
 	ClusterXactBegin("pg_commitlog: creating local copies of cluster topics");
-	n = spi_query(psprintf("SELECT DISTINCT a.topic_id, a.topic, a.partitions, a.replication_factor, a.config, "
+	n = ClusterSpiQuery(psprintf("SELECT DISTINCT a.topic_id, a.topic, a.partitions, a.replication_factor, a.config, "
 						   "EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.name = a.topic) "
 						   "FROM commitlog.cluster_assignments a "
 						   "WHERE NOT a.deleting AND %d = ANY (a.replicas) "
@@ -160,9 +160,9 @@ reconcile_materialize(void)
 			char	   *name;
 
 			SPI_tuptable = rows;
-			id = spi_int(i, 1);
-			name = spi_text(i, 2);
-			if (strcmp(spi_text(i, 6), "t") == 0)
+			id = ClusterSpiInt(i, 1);
+			name = ClusterSpiText(i, 2);
+			if (strcmp(ClusterSpiText(i, 6), "t") == 0)
 			{
 				ereport(WARNING,
 						(errmsg("pg_commitlog: cannot host cluster topic \"%s\": a local topic has its name", name),
@@ -170,8 +170,8 @@ reconcile_materialize(void)
 				continue;
 			}
 			local_topic_call(id, psprintf("SELECT commitlog.create_topic(%s, %s, %s, %s::jsonb)",
-										  quote_literal_cstr(name), spi_text(i, 3), spi_text(i, 4),
-										  quote_literal_cstr(spi_text(i, 5))));
+										  quote_literal_cstr(name), ClusterSpiText(i, 3), ClusterSpiText(i, 4),
+										  quote_literal_cstr(ClusterSpiText(i, 5))));
 			ereport(LOG,
 					(errmsg("pg_commitlog: broker %d created its copy of topic \"%s\" (id %d)",
 							commitlog_broker_id, name, id)));
@@ -190,7 +190,7 @@ reconcile_publish(void)
 	ClusterXactBegin("pg_commitlog: publishing led partitions");
 
 	/* tombstones first: a dropped topic's partitions led here */
-	spi_run(psprintf("INSERT INTO commitlog.replica_watermarks AS w "
+	ClusterSpiRun(psprintf("INSERT INTO commitlog.replica_watermarks AS w "
 					 "(leader_id, topic_id, partition, stable_offset, log_start_offset, segment_end) "
 					 "SELECT %d, a.topic_id, a.partition, -1, 0, 0 FROM commitlog.cluster_assignments a "
 					 "WHERE a.deleting AND a.leader = %d "
@@ -198,16 +198,26 @@ reconcile_publish(void)
 					 "ON CONFLICT (leader_id, topic_id, partition) DO UPDATE SET stable_offset = -1 "
 					 "WHERE w.stable_offset <> -1", me, me));
 
-	/* (follower, table) pairs that should be published */
+	/*
+	 * (follower, table) pairs that should be published.  After a failover
+	 * (epoch above 0) a table goes to a follower only once the leader knows
+	 * where the follower's copy ends (commitlog.replica_followers,
+	 * cluster_failover.c), and with a row filter from there: the
+	 * subscription's initial copy then brings just what it lacks.
+	 */
 	desired = psprintf("SELECT f.b AS follower, a.topic_id, a.partition, "
-					   "pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition) AS relname "
+					   "pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition) AS relname, "
+					   "CASE WHEN a.leader_epoch > 0 THEN ' WHERE (log_offset >= ' || "
+					   "  (SELECT r.from_offset FROM commitlog.replica_followers r WHERE r.topic_id = a.topic_id "
+					   "   AND r.partition = a.partition AND r.follower = f.b AND r.leader_epoch = a.leader_epoch) || ')' "
+					   "  ELSE '' END AS filter "
 					   "FROM commitlog.cluster_assignments a "
 					   "CROSS JOIN LATERAL pg_catalog.unnest(a.replicas) f(b) "
 					   "WHERE a.leader = %d AND NOT a.deleting AND f.b <> %d "
 					   "AND EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id)", me, me);
 
 	/* publications to create */
-	spi_run_generated(psprintf("SELECT DISTINCT pg_catalog.format('CREATE PUBLICATION %%I "
+	ClusterSpiRunGenerated(psprintf("SELECT DISTINCT pg_catalog.format('CREATE PUBLICATION %%I "
 							   "FOR TABLE commitlog.replica_watermarks WHERE (leader_id = %%s) "
 							   "WITH (publish = ''insert, update, delete'', publish_via_partition_root = true)', "
 							   "pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower), %d) "
@@ -217,22 +227,22 @@ reconcile_publish(void)
 							   me, me, desired, me));
 
 	/* tables to add, each with its watermark row in the same transaction */
-	spi_run_generated(psprintf("SELECT pg_catalog.format('INSERT INTO commitlog.replica_watermarks "
+	ClusterSpiRunGenerated(psprintf("SELECT pg_catalog.format('INSERT INTO commitlog.replica_watermarks "
 							   "(leader_id, topic_id, partition, stable_offset, log_start_offset, segment_end) "
 							   "SELECT %%s, %%s, %%s, 0, 0, pg_catalog.max(s.end_offset) FROM commitlog.segments s "
 							   "WHERE s.topic_id = %%s AND s.partition = %%s ON CONFLICT DO NOTHING', "
 							   "%d, d.topic_id, d.partition, d.topic_id, d.partition), "
-							   "pg_catalog.format('ALTER PUBLICATION %%I ADD TABLE commitlog_topics.%%I', "
-							   "pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower), d.relname) "
+							   "pg_catalog.format('ALTER PUBLICATION %%I ADD TABLE commitlog_topics.%%I%%s', "
+							   "pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower), d.relname, d.filter) "
 							   "FROM (%s) d "
-							   "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p "
+							   "WHERE d.filter IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p "
 							   "JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid "
 							   "WHERE p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower) "
 							   "AND r.prrelid = pg_catalog.to_regclass(pg_catalog.format('commitlog_topics.%%I', d.relname)))",
 							   me, me, desired, me));
 
 	/* tables to remove: published here but no longer wanted */
-	spi_run_generated(psprintf("SELECT pg_catalog.format('ALTER PUBLICATION %%I DROP TABLE commitlog_topics.%%I', "
+	ClusterSpiRunGenerated(psprintf("SELECT pg_catalog.format('ALTER PUBLICATION %%I DROP TABLE commitlog_topics.%%I', "
 							   "p.pubname, c.relname) "
 							   "FROM pg_catalog.pg_publication p "
 							   "JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid "
@@ -249,7 +259,7 @@ reconcile_publish(void)
 	 * unreachable (SET slot_name = NONE); a slot keeps WAL forever.  Once
 	 * the coordinator forgot the topics, the follower needs nothing more.
 	 */
-	spi_run_generated(psprintf("SELECT pg_catalog.format('SELECT pg_catalog.pg_drop_replication_slot(%%L)', "
+	ClusterSpiRunGenerated(psprintf("SELECT pg_catalog.format('SELECT pg_catalog.pg_drop_replication_slot(%%L)', "
 							   "s.slot_name) FROM pg_catalog.pg_replication_slots s "
 							   "WHERE s.slot_name LIKE 'commitlog\\_b%d\\_to\\_b%%' AND NOT s.active "
 							   "AND s.database = pg_catalog.current_database() "
@@ -260,7 +270,7 @@ reconcile_publish(void)
 							   me, me, me, me));
 
 	/* publications nobody needs: no table, no follower, no slot left */
-	spi_run_generated(psprintf("SELECT pg_catalog.format('DROP PUBLICATION %%I', p.pubname) "
+	ClusterSpiRunGenerated(psprintf("SELECT pg_catalog.format('DROP PUBLICATION %%I', p.pubname) "
 							   "FROM pg_catalog.pg_publication p "
 							   "WHERE p.pubname LIKE 'commitlog\\_b%d\\_to\\_b%%' "
 							   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r "
@@ -281,12 +291,18 @@ reconcile_watermarks(void)
 	SPITupleTable *rows;
 
 	ClusterXactBegin("pg_commitlog: replicating watermarks");
-	n = spi_query(psprintf("SELECT t.name, w.topic_id, w.partition, w.stable_offset, p.log_start_offset, "
+	n = ClusterSpiQuery(psprintf("SELECT t.name, w.topic_id, w.partition, w.stable_offset, p.log_start_offset, "
 						   "w.log_start_offset "
 						   "FROM commitlog.replica_watermarks w "
 						   "JOIN commitlog.topics t ON t.id = w.topic_id "
 						   "JOIN commitlog.partitions p ON p.topic_id = w.topic_id AND p.partition = w.partition "
-						   "WHERE w.leader_id = %d AND w.stable_offset >= 0", commitlog_broker_id));
+						   "WHERE w.leader_id = %d AND w.stable_offset >= 0 "
+						   /* led here, and taken over at the current epoch (cluster_failover.c) */
+						   "AND EXISTS (SELECT 1 FROM commitlog.cluster_assignments a "
+						   "  LEFT JOIN commitlog.replica_epochs e ON e.topic_id = a.topic_id AND e.partition = a.partition "
+						   "  WHERE a.topic_id = w.topic_id AND a.partition = w.partition AND a.leader = w.leader_id "
+						   "  AND a.leader_epoch = COALESCE(e.leader_epoch, 0))",
+						   commitlog_broker_id));
 	rows = SPI_tuptable;
 	for (uint64 i = 0; i < n; i++)
 	{
@@ -301,19 +317,19 @@ reconcile_watermarks(void)
 		SPI_tuptable = rows;
 		seen = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 4, &isnull));
 		log_start = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 5, &isnull));
-		topic = TopicOpen(spi_text(i, 1), AccessShareLock);
-		key = TopicPartitionKey(topic, spi_int(i, 3));
+		topic = TopicOpen(ClusterSpiText(i, 1), AccessShareLock);
+		key = TopicPartitionKey(topic, ClusterSpiInt(i, 3));
 		end = OffsetsGetEnd(&key);
 		/* with followers, they may serve (and this broker) only up to the HW */
-		hw = ClusterIsrUpdate(spi_int(i, 2), spi_int(i, 3), end.stable, seen);
+		hw = ClusterIsrUpdate(ClusterSpiInt(i, 2), ClusterSpiInt(i, 3), end.stable, seen);
 		SPI_tuptable = rows;
 		if (hw == seen &&
 			log_start == DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 6, &isnull)))
 			continue;
-		spi_run(psprintf("UPDATE commitlog.replica_watermarks SET stable_offset = " INT64_FORMAT
+		ClusterSpiRun(psprintf("UPDATE commitlog.replica_watermarks SET stable_offset = " INT64_FORMAT
 						 ", log_start_offset = " INT64_FORMAT ", updated_at = pg_catalog.now() "
 						 "WHERE leader_id = %d AND topic_id = %d AND partition = %d",
-						 hw, log_start, commitlog_broker_id, spi_int(i, 2), spi_int(i, 3)));
+						 hw, log_start, commitlog_broker_id, ClusterSpiInt(i, 2), ClusterSpiInt(i, 3)));
 	}
 	ClusterXactEnd();
 }
@@ -401,18 +417,18 @@ plan_subscriptions(void)
 					  "WHERE %d = ANY (a.replicas) AND a.leader <> %d "
 					  "AND EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id)",
 					  me, me, me);
-	n = spi_query(psprintf("SELECT w.subname, w.conninfo FROM (%s) w WHERE w.conninfo IS NOT NULL "
+	n = ClusterSpiQuery(psprintf("SELECT w.subname, w.conninfo FROM (%s) w WHERE w.conninfo IS NOT NULL "
 						   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription s "
 						   "WHERE s.subname = w.subname AND s.subdbid = %u)", wanted, MyDatabaseId));
 	for (uint64 i = 0; i < n; i++)
 	{
 		MemoryContext cxt = MemoryContextSwitchTo(outer);
 
-		plan.create_names = lappend(plan.create_names, spi_text(i, 1));
-		plan.create_conninfos = lappend(plan.create_conninfos, spi_text(i, 2));
+		plan.create_names = lappend(plan.create_names, ClusterSpiText(i, 1));
+		plan.create_conninfos = lappend(plan.create_conninfos, ClusterSpiText(i, 2));
 		MemoryContextSwitchTo(cxt);
 	}
-	n = spi_query(psprintf("SELECT s.subname FROM pg_catalog.pg_subscription s "
+	n = ClusterSpiQuery(psprintf("SELECT s.subname FROM pg_catalog.pg_subscription s "
 						   "WHERE s.subdbid = %u AND s.subname LIKE 'commitlog\\_b%%\\_to\\_b%d' "
 						   "AND NOT EXISTS (SELECT 1 FROM (%s) w WHERE w.subname = s.subname)",
 						   MyDatabaseId, me, wanted));
@@ -420,11 +436,11 @@ plan_subscriptions(void)
 	{
 		MemoryContext cxt = MemoryContextSwitchTo(outer);
 
-		plan.drop = lappend(plan.drop, spi_text(i, 1));
+		plan.drop = lappend(plan.drop, ClusterSpiText(i, 1));
 		MemoryContextSwitchTo(cxt);
 	}
 	/* subscriptions lacking a table of a live topic they should carry */
-	n = spi_query(psprintf("SELECT DISTINCT s.subname FROM pg_catalog.pg_subscription s "
+	n = ClusterSpiQuery(psprintf("SELECT DISTINCT s.subname FROM pg_catalog.pg_subscription s "
 						   "JOIN commitlog.cluster_assignments a "
 						   "  ON s.subname = pg_catalog.format('commitlog_b%%s_to_b%%s', a.leader, %d) "
 						   "WHERE s.subdbid = %u AND NOT a.deleting AND %d = ANY (a.replicas) "
@@ -437,7 +453,7 @@ plan_subscriptions(void)
 	{
 		MemoryContext cxt = MemoryContextSwitchTo(outer);
 
-		plan.refresh = lappend(plan.refresh, spi_text(i, 1));
+		plan.refresh = lappend(plan.refresh, ClusterSpiText(i, 1));
 		MemoryContextSwitchTo(cxt);
 	}
 	ClusterXactEnd();
@@ -516,8 +532,8 @@ reconcile_drop(void)
 	MemoryContext outer = CurrentMemoryContext;
 
 	ClusterXactBegin("pg_commitlog: dropping local copies of dropped topics");
-	spi_run("SET LOCAL lock_timeout = '5s'");
-	n = spi_query(psprintf("SELECT t.id, t.name FROM commitlog.topics t "
+	ClusterSpiRun("SET LOCAL lock_timeout = '5s'");
+	n = ClusterSpiQuery(psprintf("SELECT t.id, t.name FROM commitlog.topics t "
 						   "WHERE t.id >= %d "
 						   "AND (NOT EXISTS (SELECT 1 FROM commitlog.cluster_assignments a WHERE a.topic_id = t.id) "
 						   "  OR EXISTS (SELECT 1 FROM commitlog.cluster_assignments a WHERE a.topic_id = t.id AND a.deleting)) "
@@ -545,8 +561,8 @@ reconcile_drop(void)
 			char	   *name;
 
 			SPI_tuptable = rows;
-			id = spi_int(i, 1);
-			name = spi_text(i, 2);
+			id = ClusterSpiInt(i, 1);
+			name = ClusterSpiText(i, 2);
 			local_topic_call(id, psprintf("SELECT commitlog.drop_topic(%s)", quote_literal_cstr(name)));
 			ereport(LOG,
 					(errmsg("pg_commitlog: broker %d dropped its copy of topic \"%s\" (id %d)", me, name, id)));
@@ -559,22 +575,22 @@ reconcile_drop(void)
 		}
 	}
 	/* dropped topics this broker hosts no copy of: confirm to the coordinator */
-	n = spi_query(psprintf("SELECT DISTINCT a.topic_id FROM commitlog.cluster_assignments a "
+	n = ClusterSpiQuery(psprintf("SELECT DISTINCT a.topic_id FROM commitlog.cluster_assignments a "
 						   "WHERE a.deleting AND %d = ANY (a.replicas) "
 						   "AND NOT EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id)", me));
 	for (uint64 i = 0; i < n; i++)
 	{
 		MemoryContext cxt = MemoryContextSwitchTo(outer);
 
-		confirm = lappend_int(confirm, spi_int(i, 1));
+		confirm = lappend_int(confirm, ClusterSpiInt(i, 1));
 		MemoryContextSwitchTo(cxt);
 	}
 	/* tombstones of topics the cluster has forgotten */
-	spi_run(psprintf("DELETE FROM commitlog.replica_watermarks w WHERE w.leader_id = %d "
+	ClusterSpiRun(psprintf("DELETE FROM commitlog.replica_watermarks w WHERE w.leader_id = %d "
 					 "AND NOT EXISTS (SELECT 1 FROM commitlog.cluster_assignments a WHERE a.topic_id = w.topic_id)",
 					 me));
 	/* and the ISR marks of partitions no longer led here */
-	spi_run(psprintf("DELETE FROM commitlog.replica_marks m WHERE NOT EXISTS (SELECT 1 "
+	ClusterSpiRun(psprintf("DELETE FROM commitlog.replica_marks m WHERE NOT EXISTS (SELECT 1 "
 					 "FROM commitlog.cluster_assignments a WHERE a.topic_id = m.topic_id "
 					 "AND a.partition = m.partition AND a.leader = %d)", me));
 	ClusterXactEnd();
@@ -591,5 +607,7 @@ ClusterReconcile(void)
 	reconcile_publish();
 	reconcile_watermarks();
 	reconcile_subscribe();
+	ClusterFailover();
+	ClusterFollowerReports();
 	reconcile_drop();
 }

@@ -5,8 +5,8 @@
  *		broker's copy of the cluster's metadata.
  *
  * Each cycle, in cluster mode and while the broker holds its liveness lock
- * on the coordinator: the controller runs commitlog.cluster_assign (fenced
- * by its epoch); every broker reads its cluster's topics, partitions and
+ * on the coordinator: the controller runs commitlog.cluster_assign and
+ * commitlog.cluster_elect (fenced by its epoch); every broker reads its cluster's topics, partitions and
  * brokers on its coordinator session and, when they changed, rewrites its
  * local copy (commitlog.cluster_assignments, commitlog.cluster_brokers)
  * in one transaction, so produce, fetch and partition_list read a
@@ -219,7 +219,11 @@ ClusterUpkeep(void)
 		return;
 	pgstat_report_activity(STATE_RUNNING, "pg_commitlog: cluster upkeep");
 	if (ControllerEpoch() > 0)
+	{
 		(void) ControllerExec(psprintf("SELECT commitlog.cluster_assign(%d)", cluster_id));
+		/* failover: partitions whose leader died get a live in-sync replica */
+		(void) ControllerExec(psprintf("SELECT commitlog.cluster_elect(%d)", cluster_id));
+	}
 	if (!cluster_sync(cluster_id))
 		return;
 	ClusterReconcile();

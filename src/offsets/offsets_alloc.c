@@ -365,19 +365,22 @@ OffsetsInit(void)
 }
 
 /*
- * Move a partition's log end up to base (a segment roll by time): offsets
- * in between become a gap.  The sequence is advanced first, by taking
- * blocks until the next one starts at or above base (taking blocks, never
- * setval, so it cannot move back under a concurrent producer), and that is
- * flushed; only then may readers see the new log end, so that after a
- * crash no offset below it is handed out again.
+ * Move a partition's log end up to base (a segment roll by time, a new
+ * leader taking a partition over): offsets in between become a gap.  The
+ * sequence is advanced first, by taking blocks until one reaches past base
+ * (taking blocks, never setval, so it cannot move back under a concurrent
+ * producer), and that is flushed; only then may readers see the new log
+ * end, so that after a crash no offset below it is handed out again.  The
+ * last block taken is ours alone: when it holds base, the partition goes
+ * on from base exactly, in that block.
  */
 void
 OffsetsSkipTo(const OffsetsPartitionKey *key, int64 base)
 {
 	PartitionSlot *slot = OffsetsGetSlot(key);
+	int64		block;
 
-	while (nextval_internal(key->seqrelid, false) + OFFSETS_BLOCK_SIZE < base)
+	while ((block = nextval_internal(key->seqrelid, false)) + OFFSETS_BLOCK_SIZE <= base)
 		CHECK_FOR_INTERRUPTS();
 	sequence_flush(key->seqrelid);
 
@@ -386,6 +389,8 @@ OffsetsSkipTo(const OffsetsPartitionKey *key, int64 base)
 	{
 		slot->next_offset = base;
 		slot->reserved_end = Max(slot->reserved_end, base);
+		if (block <= base && slot->reserved_end == base)
+			slot->reserved_end = block + OFFSETS_BLOCK_SIZE;
 	}
 	LWLockRelease(&slot->lock);
 }

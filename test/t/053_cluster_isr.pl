@@ -17,7 +17,8 @@
 #   small, and confirms them after the follower rejoins; a commit with the
 #   ISR too small is refused (CL003) and leaves nothing; acks=1 still works;
 # - every replica reports its log end to the coordinator;
-# - with its leader dead, a partition takes no records and produce says so;
+# - with its leader dead, the in-sync follower takes over in a new leader
+#   epoch, and the old leader returns as its follower;
 # - cluster_alter_isr refuses a stale leader epoch or a non-leader (CL004).
 
 use strict;
@@ -248,7 +249,7 @@ ok( $coord->poll_query_until('postgres',
 ok($down->poll_query_until('postgres', qq{SELECT commitlog.latest_offset('events', 0) = $end}),
 	'... with every record');
 
-# --- a dead leader: the partition is unavailable and says so ------------------
+# --- a dead leader: its in-sync follower takes over (KIP-101) ----------------
 # (a topic led by broker 2 or 3: broker 1 holds the coordinator)
 $coord->safe_psql('postgres', q{SELECT commitlog.create_topic('orphan', 1, 2)});
 ok( $coord->poll_query_until('postgres',
@@ -258,24 +259,49 @@ ok( $coord->poll_query_until('postgres',
 my ($o_leader, $o_follower) = split /\s+/, $coord->safe_psql('postgres',
 	q{SELECT p.replicas[1] || ' ' || p.replicas[2] FROM commitlog.cluster_partitions p
 	    JOIN commitlog.cluster_topics t ON t.id = p.topic_id WHERE t.name = 'orphan'});
-ok( node_of($o_follower)->poll_query_until('postgres',
+ok( node_of($o_leader)->poll_query_until('postgres',
 		q{SELECT count(*) = 1 FROM commitlog.partition_list WHERE topic = 'orphan'}),
-	'its follower has its copy');
+	'its leader has its copy');
+is( node_of($o_leader)->safe_psql('postgres',
+		q{SET commitlog.acks = 'all';
+		  SELECT count(commitlog.produce('orphan', ('before ' || i)::bytea, partition => 0))
+		    FROM generate_series(1, 20) i;
+		  SELECT commitlog.await_replication(20000)}),
+	"20\n20", 'twenty records acknowledged by both replicas');
 node_of($o_leader)->stop;
 ok( node_of($o_follower)->poll_query_until('postgres',
-		"SELECT NOT alive FROM commitlog.brokers WHERE broker_id = $o_leader"),
-	'the follower sees the leader dead');
-($state, $err) = sql_error(node_of($o_follower), 'postgres',
-	q{SELECT commitlog.produce('orphan', 'x'::bytea, partition => 0)});
-is($state, 'CL002', 'produce with the leader dead: CL002');
-like($err, qr/the leader of partition 0 of topic "orphan", broker $o_leader, is not alive/,
-	'... saying the leader is not alive');
-like($err, qr/takes no records until its leader returns/, '... and that the partition is unavailable');
+		q{SELECT leader = } . $o_follower . q{ FROM commitlog.partition_list WHERE topic = 'orphan'}),
+	'the follower is elected leader');
+is( $coord->safe_psql('postgres',
+		q{SELECT e.leader_epoch || ' ' || e.leader FROM commitlog.cluster_leader_epochs e
+		    JOIN commitlog.cluster_topics t ON t.id = e.topic_id WHERE t.name = 'orphan'
+		   ORDER BY e.leader_epoch DESC LIMIT 1}),
+	"1 $o_follower", '... in leader epoch 1');
+ok( node_of($o_follower)->poll_query_until('postgres',
+		q{SELECT (commitlog.produce('orphan', 'after'::bytea, partition => 0)).log_offset = 20},
+		't'),
+	'it takes records once it took over, from offset 20 on');
+is( $coord->safe_psql('postgres',
+		q{SELECT e.start_offset FROM commitlog.cluster_leader_epochs e
+		    JOIN commitlog.cluster_topics t ON t.id = e.topic_id WHERE t.name = 'orphan'
+		   AND e.leader_epoch = 1}),
+	'20', 'the epoch starts where its log ended');
 node_of($o_leader)->start;
+ok( node_of($o_leader)->poll_query_until('postgres',
+		q{SELECT count(*) = 21 FROM commitlog.fetch('orphan', 0, 0, 100)}),
+	'the old leader returns as a follower and gets the new record');
+($state, $err) = sql_error(node_of($o_leader), 'postgres',
+	q{SELECT commitlog.produce('orphan', 'x'::bytea, partition => 0)});
+is($state, 'CL002', 'produce on the old leader: CL002');
+like($err, qr/The leader is broker $o_follower/, '... naming the new leader');
+ok( $coord->poll_query_until('postgres',
+		q{SELECT p.isr = p.replicas FROM commitlog.cluster_partitions p
+		    JOIN commitlog.cluster_topics t ON t.id = p.topic_id WHERE t.name = 'orphan'}),
+	'it rejoins the ISR of orphan');
 ok( $coord->poll_query_until('postgres',
 		q{SELECT p.isr = p.replicas FROM commitlog.cluster_partitions p
 		    JOIN commitlog.cluster_topics t ON t.id = p.topic_id WHERE t.name = 'events'}),
-	'back, it rejoins the ISR of events');
+	'and of events');
 
 # --- cluster_alter_isr is fenced by leader and epoch --------------------------
 my $tid = $coord->safe_psql('postgres', q{SELECT id FROM commitlog.cluster_topics WHERE name = 'events'});

@@ -192,8 +192,8 @@ advertised_conninfo(void)
 static PGconn *
 coord_connect(void)
 {
-	const char *keys[12];
-	const char *vals[12];
+	const char *keys[13];
+	const char *vals[13];
 	int			n = 0;
 	char		port[16];
 	char		appname[NAMEDATALEN];
@@ -212,6 +212,15 @@ coord_connect(void)
 	keys[n] = "keepalives_interval", vals[n++] = "5";
 	keys[n] = "keepalives_count", vals[n++] = "3";
 	keys[n] = "tcp_user_timeout", vals[n++] = "30000";
+
+	/*
+	 * The same on the coordinator's side: the backend that holds our
+	 * liveness lock waits idle for our next query and would notice a dead
+	 * peer only after the kernel's default keepalive time (two hours);
+	 * until then no failover could happen.
+	 */
+	keys[n] = "options", vals[n++] = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 "
+		"-c tcp_keepalives_count=3 -c tcp_user_timeout=30000";
 	if (remote)
 		keys[n] = "dbname", vals[n++] = commitlog_coordinator;
 	else

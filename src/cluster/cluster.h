@@ -112,6 +112,19 @@ extern void ClusterSpiRunGenerated(const char *query);
 extern void ClusterFailover(void);
 extern void ClusterFollowerReports(void);
 
+/*
+ * The statements that take published topic tables out of this broker's
+ * pair publications (one %d: this broker's id); the caller adds "AND ..."
+ * conditions on p (pg_publication), r (pg_publication_rel), c (pg_class).
+ */
+#define CLUSTER_UNPUBLISH_SQL \
+	"SELECT pg_catalog.format('ALTER PUBLICATION %%I DROP TABLE commitlog_topics.%%I', " \
+	"p.pubname, c.relname) " \
+	"FROM pg_catalog.pg_publication p " \
+	"JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid " \
+	"JOIN pg_catalog.pg_class c ON c.oid = r.prrelid " \
+	"WHERE p.pubname LIKE 'commitlog\\_b%d\\_to\\_b%%' "
+
 /* Names: pair publication/subscription/slot of leader L and follower F */
 #define ClusterPairName(leader, follower) \
 	psprintf("commitlog_b%d_to_b%d", (leader), (follower))

@@ -226,12 +226,7 @@ take_over(const EpochTask *t)
 						   t->topic_id, t->partition));
 
 	/* followers get it back filtered from where each stands (publish step) */
-	ClusterSpiRunGenerated(psprintf("SELECT pg_catalog.format('ALTER PUBLICATION %%I DROP TABLE commitlog_topics.%%I', "
-									"p.pubname, c.relname) "
-									"FROM pg_catalog.pg_publication p "
-									"JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid "
-									"JOIN pg_catalog.pg_class c ON c.oid = r.prrelid "
-									"WHERE p.pubname LIKE 'commitlog\\_b%d\\_to\\_b%%' "
+	ClusterSpiRunGenerated(psprintf(CLUSTER_UNPUBLISH_SQL
 									"AND r.prrelid = " PARTITION_TABLE_SQL("%d", "%d"),
 									me, t->topic_id, t->partition));
 	epoch_done(t);

@@ -242,12 +242,7 @@ reconcile_publish(void)
 							   me, me, desired, me));
 
 	/* tables to remove: published here but no longer wanted */
-	ClusterSpiRunGenerated(psprintf("SELECT pg_catalog.format('ALTER PUBLICATION %%I DROP TABLE commitlog_topics.%%I', "
-							   "p.pubname, c.relname) "
-							   "FROM pg_catalog.pg_publication p "
-							   "JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid "
-							   "JOIN pg_catalog.pg_class c ON c.oid = r.prrelid "
-							   "WHERE p.pubname LIKE 'commitlog\\_b%d\\_to\\_b%%' "
+	ClusterSpiRunGenerated(psprintf(CLUSTER_UNPUBLISH_SQL
 							   "AND c.relnamespace = 'commitlog_topics'::pg_catalog.regnamespace "
 							   "AND NOT EXISTS (SELECT 1 FROM (%s) d WHERE d.relname = c.relname "
 							   "AND p.pubname = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, d.follower))",

@@ -584,6 +584,12 @@ reconcile_drop(void)
 	ClusterSpiRun(psprintf("DELETE FROM commitlog.replica_watermarks w WHERE w.leader_id = %d "
 					 "AND NOT EXISTS (SELECT 1 FROM commitlog.cluster_assignments a WHERE a.topic_id = w.topic_id)",
 					 me));
+	/* the epochs and follower views of partitions the cluster forgot */
+	ClusterSpiRun("DELETE FROM commitlog.replica_epochs e WHERE NOT EXISTS (SELECT 1 "
+				  "FROM commitlog.cluster_assignments a WHERE a.topic_id = e.topic_id)");
+	ClusterSpiRun(psprintf("DELETE FROM commitlog.replica_followers f WHERE NOT EXISTS (SELECT 1 "
+						   "FROM commitlog.cluster_assignments a WHERE a.topic_id = f.topic_id "
+						   "AND a.partition = f.partition AND a.leader = %d)", me));
 	/* and the ISR marks of partitions no longer led here */
 	ClusterSpiRun(psprintf("DELETE FROM commitlog.replica_marks m WHERE NOT EXISTS (SELECT 1 "
 					 "FROM commitlog.cluster_assignments a WHERE a.topic_id = m.topic_id "

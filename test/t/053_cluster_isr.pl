@@ -302,6 +302,17 @@ ok( $coord->poll_query_until('postgres',
 		q{SELECT p.isr = p.replicas FROM commitlog.cluster_partitions p
 		    JOIN commitlog.cluster_topics t ON t.id = p.topic_id WHERE t.name = 'events'}),
 	'and of events');
+ok( node_of($o_follower)->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM commitlog.replica_followers WHERE ready}),
+	'the new leader knows its follower is ready');
+$coord->safe_psql('postgres', q{SELECT commitlog.drop_topic('orphan')});
+for my $id ($o_leader, $o_follower)
+{
+	ok( node_of($id)->poll_query_until('postgres',
+			q{SELECT NOT EXISTS (SELECT 1 FROM commitlog.replica_epochs)
+			     AND NOT EXISTS (SELECT 1 FROM commitlog.replica_followers)}),
+		"dropped, broker $id forgets its epochs and followers of orphan");
+}
 
 # --- cluster_alter_isr is fenced by leader and epoch --------------------------
 my $tid = $coord->safe_psql('postgres', q{SELECT id FROM commitlog.cluster_topics WHERE name = 'events'});

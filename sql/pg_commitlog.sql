@@ -1014,7 +1014,9 @@ DECLARE
     changed int := 0;
 BEGIN
     FOR p IN SELECT cp.topic_id, cp.partition, cp.replicas, cp.leader, cp.isr, cp.leader_epoch,
-                    COALESCE((ct.config ->> 'unclean.leader.election.enable')::boolean, false) AS unclean
+                    COALESCE((ct.config ->> 'unclean.leader.election.enable')::boolean,
+                             pg_catalog.current_setting('commitlog.default_unclean_leader_election_enable', true)::boolean,
+                             false) AS unclean
                FROM commitlog.cluster_partitions cp
                JOIN commitlog.cluster_topics ct ON ct.id = cp.topic_id
               WHERE ct.cluster_id = cluster_elect.cluster_id AND NOT ct.deleting

@@ -17,7 +17,7 @@
 SET client_min_messages = warning;
 
 BEGIN;
-SELECT plan(56);
+SELECT plan(58);
 
 CREATE FUNCTION pg_temp.cid() RETURNS int LANGUAGE sql AS
 $$ SELECT id FROM commitlog.clusters WHERE name = 'pgtap' $$;
@@ -164,6 +164,21 @@ SELECT results_eq($$SELECT leader, isr FROM pg_temp.assignment('b')$$, $$VALUES 
                   '... until it returns, in a new epoch');
 SELECT is((SELECT max(leader_epoch) FROM commitlog.cluster_leader_epochs WHERE topic_id = pg_temp.b()), 2,
           '... epoch 2');
+UPDATE commitlog.cluster_topics SET config = config || '{"unclean.leader.election.enable": true}'
+ WHERE id = pg_temp.b();
+SELECT pg_advisory_unlock(1129070162 + pg_temp.cid() - 1, 13);
+SELECT commitlog.cluster_elect(pg_temp.cid());
+SELECT results_eq($$SELECT leader, isr FROM pg_temp.assignment('b')$$, $$VALUES (12, '{12}'::int[])$$,
+                  'unclean.leader.election.enable: the live replica outside the ISR is elected');
+SELECT pg_advisory_lock(1129070162 + pg_temp.cid() - 1, 13);
+UPDATE commitlog.cluster_topics SET config = config - 'unclean.leader.election.enable' WHERE id = pg_temp.b();
+SET LOCAL commitlog.default_unclean_leader_election_enable = 'true';
+SELECT pg_advisory_unlock(1129070162 + pg_temp.cid() - 1, 12);
+SELECT commitlog.cluster_elect(pg_temp.cid());
+SELECT results_eq($$SELECT leader, isr FROM pg_temp.assignment('b')$$, $$VALUES (13, '{13}'::int[])$$,
+                  '... or, for a topic without the key, the coordinator''s default_unclean_leader_election_enable');
+SET LOCAL commitlog.default_unclean_leader_election_enable = 'false';
+SELECT pg_advisory_lock(1129070162 + pg_temp.cid() - 1, 12);
 SELECT pg_advisory_lock(1129070162 + pg_temp.cid() - 1, 11);
 
 -- privileges and the replication trigger

@@ -67,8 +67,9 @@ typedef struct EpochTask
 
 /*
  * Partitions hosted here whose epoch moved on, and which no subscription
- * that must go first still feeds: for the leader any subscription, for a
- * follower one to another broker than its new leader.
+ * feeds any more: the one to the old leader goes in the subscription step
+ * (it leads nothing now), and one that still lists the partition from an
+ * earlier epoch is refreshed there until it drops it.
  */
 static List *
 epoch_tasks(void)
@@ -88,11 +89,8 @@ epoch_tasks(void)
 								 "WHERE %d = ANY (a.replicas) AND NOT a.deleting AND a.leader IS NOT NULL "
 								 "AND a.leader_epoch > COALESCE(e.leader_epoch, 0) "
 								 "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r "
-								 "  JOIN pg_catalog.pg_subscription s ON s.oid = r.srsubid "
-								 "  WHERE r.srrelid = " PARTITION_TABLE_SQL("a.topic_id", "a.partition") " "
-								 "  AND (a.leader = %d "
-								 "   OR s.subname <> pg_catalog.format('commitlog_b%%s_to_b%%s', a.leader, %d))) "
-								 "ORDER BY 1, 2", me, me, me, me));
+								 "  WHERE r.srrelid = " PARTITION_TABLE_SQL("a.topic_id", "a.partition") ") "
+								 "ORDER BY 1, 2", me, me));
 	for (uint64 i = 0; i < n; i++)
 	{
 		MemoryContext cxt = MemoryContextSwitchTo(outer);

@@ -434,7 +434,14 @@ plan_subscriptions(void)
 		plan.drop = lappend(plan.drop, ClusterSpiText(i, 1));
 		MemoryContextSwitchTo(cxt);
 	}
-	/* subscriptions lacking a table of a live topic they should carry */
+	/*
+	 * Subscriptions lacking a table of a live topic they should carry; and,
+	 * after a failover, those still carrying a partition that another
+	 * broker leads now or whose copy must first move to a new epoch: its
+	 * old leader took it out of its publication, and a refresh drops it
+	 * from the subscription, so that the next leader's filtered copy is
+	 * made afresh (cluster_failover.c waits for that).
+	 */
 	n = ClusterSpiQuery(psprintf("SELECT DISTINCT s.subname FROM pg_catalog.pg_subscription s "
 						   "JOIN commitlog.cluster_assignments a "
 						   "  ON s.subname = pg_catalog.format('commitlog_b%%s_to_b%%s', a.leader, %d) "
@@ -442,8 +449,17 @@ plan_subscriptions(void)
 						   "AND EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id) "
 						   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r "
 						   "  WHERE r.srsubid = s.oid AND r.srrelid = pg_catalog.to_regclass("
-						   "  pg_catalog.format('commitlog_topics.%%I', pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition))))",
-						   me, MyDatabaseId, me));
+						   "  pg_catalog.format('commitlog_topics.%%I', pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition)))) "
+						   "UNION "
+						   "SELECT s.subname FROM pg_catalog.pg_subscription s "
+						   "JOIN pg_catalog.pg_subscription_rel r ON r.srsubid = s.oid "
+						   "JOIN commitlog.cluster_assignments a ON r.srrelid = pg_catalog.to_regclass("
+						   "  pg_catalog.format('commitlog_topics.%%I', pg_catalog.format('t%%s$p%%s', a.topic_id, a.partition))) "
+						   "LEFT JOIN commitlog.replica_epochs e ON e.topic_id = a.topic_id AND e.partition = a.partition "
+						   "WHERE s.subdbid = %u AND s.subname LIKE 'commitlog\\_b%%\\_to\\_b%d' "
+						   "AND (a.leader IS NULL OR a.leader_epoch > COALESCE(e.leader_epoch, 0) "
+						   "  OR s.subname <> pg_catalog.format('commitlog_b%%s_to_b%%s', a.leader, %d))",
+						   me, MyDatabaseId, me, MyDatabaseId, me, me));
 	for (uint64 i = 0; i < n; i++)
 	{
 		MemoryContext cxt = MemoryContextSwitchTo(outer);

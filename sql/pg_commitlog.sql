@@ -711,7 +711,8 @@ CREATE TRIGGER replica_watermark_applied
     FOR EACH ROW EXECUTE FUNCTION commitlog.replica_watermark_applied();
 ALTER TABLE commitlog.replica_watermarks ENABLE REPLICA TRIGGER replica_watermark_applied;
 
--- leader, replicas and isr from the cluster's assignment in cluster mode;
+-- leader, replicas and isr from the cluster's assignment in cluster mode
+-- (leader NULL: not assigned yet, or no in-sync replica alive to lead);
 -- no offsets for a partition hosted on other brokers (the local copy of
 -- the topic holds nothing of it, and latest_offset refuses it).
 CREATE VIEW commitlog.partition_list AS
@@ -732,7 +733,8 @@ SELECT t.name AS topic,
        (SELECT pg_catalog.count(*)::int
           FROM commitlog.segments s
          WHERE s.topic_id = p.topic_id AND s.partition = p.partition) AS segments,
-       COALESCE(a.leader, pg_catalog.current_setting('commitlog.broker_id')::int) AS leader,
+       CASE WHEN a.topic_id IS NULL THEN pg_catalog.current_setting('commitlog.broker_id')::int
+            ELSE a.leader END AS leader,
        COALESCE(a.replicas, ARRAY[pg_catalog.current_setting('commitlog.broker_id')::int]) AS replicas,
        COALESCE(a.isr, ARRAY[pg_catalog.current_setting('commitlog.broker_id')::int]) AS isr
   FROM commitlog.topics t

@@ -390,6 +390,7 @@ typedef struct SubscriptionPlan
 {
 	List	   *create_names;
 	List	   *create_conninfos;
+	List	   *create_leaders;
 	List	   *refresh;
 	List	   *drop;
 } SubscriptionPlan;
@@ -398,7 +399,7 @@ static SubscriptionPlan
 plan_subscriptions(void)
 {
 	int			me = commitlog_broker_id;
-	SubscriptionPlan plan = {NIL, NIL, NIL, NIL};
+	SubscriptionPlan plan = {NIL, NIL, NIL, NIL, NIL};
 	const char *wanted;
 	uint64		n;
 	MemoryContext outer = CurrentMemoryContext;
@@ -412,7 +413,7 @@ plan_subscriptions(void)
 					  "WHERE %d = ANY (a.replicas) AND a.leader <> %d "
 					  "AND EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id)",
 					  me, me, me);
-	n = ClusterSpiQuery(psprintf("SELECT w.subname, w.conninfo FROM (%s) w WHERE w.conninfo IS NOT NULL "
+	n = ClusterSpiQuery(psprintf("SELECT w.subname, w.conninfo, w.leader FROM (%s) w WHERE w.conninfo IS NOT NULL "
 						   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription s "
 						   "WHERE s.subname = w.subname AND s.subdbid = %u)", wanted, MyDatabaseId));
 	for (uint64 i = 0; i < n; i++)
@@ -421,6 +422,7 @@ plan_subscriptions(void)
 
 		plan.create_names = lappend(plan.create_names, ClusterSpiText(i, 1));
 		plan.create_conninfos = lappend(plan.create_conninfos, ClusterSpiText(i, 2));
+		plan.create_leaders = lappend_int(plan.create_leaders, ClusterSpiInt(i, 3));
 		MemoryContextSwitchTo(cxt);
 	}
 	n = ClusterSpiQuery(psprintf("SELECT s.subname FROM pg_catalog.pg_subscription s "
@@ -480,6 +482,7 @@ reconcile_subscribe(void)
 	PGconn	   *conn;
 	ListCell   *lc;
 	ListCell   *lc2;
+	ListCell   *lc3;
 
 	refresh_due = plan.refresh != NIL &&
 		TimestampDifferenceExceeds(last_refresh, GetCurrentTimestamp(), CLUSTER_REFRESH_MS);
@@ -487,13 +490,22 @@ reconcile_subscribe(void)
 		return;
 
 	conn = BgworkerLoopbackConnect("pg_commitlog cluster", "manage subscriptions");
-	forboth(lc, plan.create_names, lc2, plan.create_conninfos)
+	forthree(lc, plan.create_names, lc2, plan.create_conninfos, lc3, plan.create_leaders)
 	{
 		char	   *name = lfirst(lc);
 		char	   *conninfo = lfirst(lc2);
 
 		if (!leader_has_publication(conninfo, name))
 			continue;			/* the leader publishes it in one of its next cycles */
+
+		/*
+		 * Watermark rows of this leader from an earlier subscription to it
+		 * (it led before a failover): the new subscription's initial copy
+		 * brings the current ones, and would fail on the old ones' keys.
+		 */
+		if (!loopback_run(conn, psprintf("DELETE FROM commitlog.replica_watermarks WHERE leader_id = %d "
+										 "AND leader_id <> %d", lfirst_int(lc3), commitlog_broker_id)))
+			continue;
 		if (loopback_run(conn, psprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s "
 										"WITH (slot_name = %s, copy_data = true, create_slot = true)",
 										name, quote_literal_cstr(conninfo), name, name)))

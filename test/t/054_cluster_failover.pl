@@ -36,7 +36,9 @@
 #    broker becomes controller with a higher epoch, the topic keeps its
 #    leader; then SIGKILL of the leader: failover still happens, and the
 #    acknowledged records survive.
-# (Issue test 3, the ISR and acks=all, is 053_cluster_isr.pl.)
+# (Issue test 3, the ISR and acks=all, is 053_cluster_isr.pl.)  They run in
+# the order 1, 2, 5, 6, 4: the last one leaves the cluster without a leader
+# for a while.
 
 use strict;
 use warnings;
@@ -544,58 +546,6 @@ my %all_acked;    # every acknowledged record of events, offset => value
 	}
 }
 
-# --- 4. a stale replica is not elected ----------------------------------------
-{
-	my $what = 'stale replica';
-	my $leader_id = $st->{leader};
-	my $leader = node_of($leader_id);
-	my ($stale, $other) = grep { $_ != $leader } @brokers;
-	my $stale_id = id_of($stale);
-	$stale->stop;
-	ok( wait_until($coord, "SELECT NOT $stale_id = ANY (p.isr) " . part_sql('events')),
-		"$what: the stopped follower leaves the ISR");
-	my @values = map { "t4-$_" } 0 .. 4;
-	my @offsets = produce_acked($leader, 'events', "$what: without it", @values);
-	@all_acked{@offsets} = @values[ 0 .. $#offsets ];
-	my $before = topic_state('events');
-
-	# all in-sync replicas die; the stale one comes back alone
-	kill9_postmaster($other);
-	kill9_postmaster($leader);
-	$stale->start;
-	ok( wait_until($coord,
-			"SELECT count(*) = 1 AND bool_and(broker_id = $stale_id) FROM commitlog.brokers "
-			  . "WHERE alive AND cluster = 'default'"),
-		"$what: it is the only live broker");
-	ok(wait_until($coord, controller_sql('count(*) = 1', "c.broker_id = $stale_id")),
-		"$what: it is the controller");
-	ok(wait_until($coord, 'SELECT p.leader IS NULL ' . part_sql('events')),
-		"$what: the partition has no leader on the coordinator");
-	my ($state, $err);
-	ok( wait_until($stale, q{SELECT leader IS NULL FROM commitlog.partition_list WHERE topic = 'events'}),
-		"$what: partition_list on it shows no leader");
-	($state, $err) = sql_error($stale, 'postgres',
-		q{SELECT commitlog.produce('events', 'x'::bytea, partition => 0)});
-	is($state, 'CL002', "$what: produce on it: CL002");
-	like($err, qr/has no leader/, "$what: ... saying the partition has no leader");
-	my $now = topic_state('events');
-	is($now->{leader}, '', "$what: still no leader once its copy has caught up with the coordinator");
-	is($now->{epoch}, $before->{epoch}, "$what: no new leader epoch");
-	is( $coord->safe_psql('postgres',
-			"SELECT count(*) FROM commitlog.cluster_leader_epochs e JOIN commitlog.cluster_topics t "
-			  . "ON t.id = e.topic_id WHERE t.name = 'events' AND e.leader = $stale_id "
-			  . "AND e.leader_epoch > $before->{epoch}"),
-		'0', "$what: no epoch was ever given to it");
-
-	# the in-sync replicas return: one of them leads again, nothing is lost
-	$leader->start;
-	$other->start;
-	$st = wait_healthy('events', "$what, in-sync replicas back");
-	isnt($st->{leader}, $stale_id, "$what: an in-sync replica leads");
-	wait_converged('events', node_of($st->{leader}), "$what, in-sync replicas back");
-	check_acked($_, 'events', \%all_acked, "$what, in-sync replicas back") for @brokers;
-}
-
 # --- 5. an old leader returns with an unacknowledged tail ----------------------
 {
 	my $what = 'unacknowledged tail';
@@ -709,6 +659,59 @@ my %all_acked;    # every acknowledged record of events, offset => value
 	  if $topic eq 'events';
 	$leader->start;
 	$st = wait_healthy($topic, "$what, old leader back");
+}
+
+# --- 4. a stale replica is not elected ----------------------------------------
+{
+	my $what = 'stale replica';
+	$st = wait_healthy('events', "$what, before");
+	my $leader_id = $st->{leader};
+	my $leader = node_of($leader_id);
+	my ($stale, $other) = grep { $_ != $leader } @brokers;
+	my $stale_id = id_of($stale);
+	$stale->stop;
+	ok( wait_until($coord, "SELECT NOT $stale_id = ANY (p.isr) " . part_sql('events')),
+		"$what: the stopped follower leaves the ISR");
+	my @values = map { "t4-$_" } 0 .. 4;
+	my @offsets = produce_acked($leader, 'events', "$what: without it", @values);
+	@all_acked{@offsets} = @values[ 0 .. $#offsets ];
+	my $before = topic_state('events');
+
+	# all in-sync replicas die; the stale one comes back alone
+	kill9_postmaster($other);
+	kill9_postmaster($leader);
+	$stale->start;
+	ok( wait_until($coord,
+			"SELECT count(*) = 1 AND bool_and(broker_id = $stale_id) FROM commitlog.brokers "
+			  . "WHERE alive AND cluster = 'default'"),
+		"$what: it is the only live broker");
+	ok(wait_until($coord, controller_sql('count(*) = 1', "c.broker_id = $stale_id")),
+		"$what: it is the controller");
+	ok(wait_until($coord, 'SELECT p.leader IS NULL ' . part_sql('events')),
+		"$what: the partition has no leader on the coordinator");
+	my ($state, $err);
+	ok( wait_until($stale, q{SELECT leader IS NULL FROM commitlog.partition_list WHERE topic = 'events'}),
+		"$what: partition_list on it shows no leader");
+	($state, $err) = sql_error($stale, 'postgres',
+		q{SELECT commitlog.produce('events', 'x'::bytea, partition => 0)});
+	is($state, 'CL002', "$what: produce on it: CL002");
+	like($err, qr/has no leader/, "$what: ... saying the partition has no leader");
+	my $now = topic_state('events');
+	is($now->{leader}, '', "$what: still no leader once its copy has caught up with the coordinator");
+	is($now->{epoch}, $before->{epoch}, "$what: no new leader epoch");
+	is( $coord->safe_psql('postgres',
+			"SELECT count(*) FROM commitlog.cluster_leader_epochs e JOIN commitlog.cluster_topics t "
+			  . "ON t.id = e.topic_id WHERE t.name = 'events' AND e.leader = $stale_id "
+			  . "AND e.leader_epoch > $before->{epoch}"),
+		'0', "$what: no epoch was ever given to it");
+
+	# the in-sync replicas return: one of them leads again, nothing is lost
+	$leader->start;
+	$other->start;
+	$st = wait_healthy('events', "$what, in-sync replicas back");
+	isnt($st->{leader}, $stale_id, "$what: an in-sync replica leads");
+	wait_converged('events', node_of($st->{leader}), "$what, in-sync replicas back");
+	check_acked($_, 'events', \%all_acked, "$what, in-sync replicas back") for @brokers;
 }
 
 $_->stop for @brokers;

@@ -281,13 +281,15 @@ sub missing_sql
 
 # Check that $node serves every acknowledged record at its offset (polling:
 # a follower serves up to the leader's high watermark a cycle later).
+# $kind names the records in the message (default: acknowledged).
 sub check_acked
 {
-	my ($node, $topic, $acked, $what) = @_;
+	my ($node, $topic, $acked, $what, $kind) = @_;
 	my $sql = missing_sql($topic, $acked);
 	my $n = scalar keys %$acked;
+	$kind //= 'acknowledged';
 	ok(wait_until($node, $sql, ''),
-		"$what: " . $node->name . " serves all $n acknowledged records at their offsets")
+		"$what: " . $node->name . " serves all $n $kind records at their offsets")
 	  or diag 'missing: ' . substr($node->safe_psql('postgres', $sql), 0, 2000);
 	return;
 }
@@ -476,7 +478,7 @@ my %all_acked;    # every acknowledged record of events, offset => value
 	%all_acked = (%all_acked, %$acked);
 	check_acked($nl, 'events', \%all_acked, "$what, new leader");
 	check_acked($survivor, 'events', \%all_acked, "$what, surviving follower");
-	check_acked($nl, 'events', \%consumed, "$what: what the group consumed before the kill");
+	check_acked($nl, 'events', \%consumed, "$what, new leader", 'consumed');
 
 	# the group's offset on its broker does not go backwards: consume goes on from it
 	is($group_node->safe_psql('postgres', q{SELECT commitlog.committed_offset('g1', 'events', 0)}),

@@ -1127,3 +1127,14 @@ CREATE TABLE commitlog.replica_followers (
     PRIMARY KEY (topic_id, partition, follower)
 );
 GRANT SELECT ON commitlog.replica_followers TO PUBLIC;
+
+-- Replication slots this broker (as a follower) left on other brokers: a
+-- subscription dropped while its leader was unreachable, as in a failover,
+-- keeps its slot there (SET slot_name = NONE), and a slot holds WAL. The
+-- worker drops each once that broker answers (src/cluster/cluster_local.c).
+CREATE TABLE commitlog.replica_orphan_slots (
+    slot_name text PRIMARY KEY,
+    conninfo text NOT NULL,
+    since timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON commitlog.replica_orphan_slots FROM PUBLIC;

@@ -253,6 +253,11 @@ reconcile_publish(void)
 	 * a follower that dropped its subscription while this broker was
 	 * unreachable (SET slot_name = NONE); a slot keeps WAL forever.  Once
 	 * the coordinator forgot the topics, the follower needs nothing more.
+	 * While they share a partition, whoever leads it, the slot stays: a
+	 * leaderless partition may come back to this broker, and a follower
+	 * that never saw it leaderless still streams from that slot.  Slots
+	 * a failover left behind are dropped by their followers
+	 * (reconcile_orphans).
 	 */
 	ClusterSpiRunGenerated(psprintf("SELECT pg_catalog.format('SELECT pg_catalog.pg_drop_replication_slot(%%L)', "
 							   "s.slot_name) FROM pg_catalog.pg_replication_slots s "
@@ -260,7 +265,7 @@ reconcile_publish(void)
 							   "AND s.database = pg_catalog.current_database() "
 							   "AND NOT EXISTS (SELECT 1 FROM commitlog.cluster_assignments a "
 							   "  CROSS JOIN LATERAL pg_catalog.unnest(a.replicas) f(b) "
-							   "  WHERE a.leader = %d AND f.b <> %d "
+							   "  WHERE %d = ANY (a.replicas) AND f.b <> %d "
 							   "  AND s.slot_name = pg_catalog.format('commitlog_b%%s_to_b%%s', %d, f.b))",
 							   me, me, me, me));
 
@@ -348,41 +353,114 @@ loopback_run(PGconn *conn, const char *sql)
  * leader was unreachable, a CREATE SUBSCRIPTION cut short), and CREATE
  * SUBSCRIPTION would fail on it every cycle.
  */
-static bool
-leader_has_publication(const char *conninfo, const char *pubname)
+/* A connection to another broker, or NULL; one that stops answering must not hold the worker long. */
+static PGconn *
+broker_connect(const char *conninfo)
 {
-	/* a leader that stops answering must not hold the worker for long */
 	const char *keys[] = {"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
 	"tcp_user_timeout", "dbname", "connect_timeout", "options", NULL};
 	const char *vals[] = {"1", "10", "5", "3", "30000", conninfo, "5", "-c statement_timeout=10s", NULL};
-	const char *params[1] = {pubname};
 	PGconn	   *conn = PQconnectdbParams(keys, vals, 1);
+
+	if (PQstatus(conn) == CONNECTION_OK)
+		return conn;
+	PQfinish(conn);
+	return NULL;
+}
+
+/*
+ * Drop our pair's slot on another broker unless it is in use; false if
+ * that broker could not be asked.
+ */
+static bool
+drop_remote_slot(PGconn *conn, const char *slot, const char *whose)
+{
+	const char *params[1] = {slot};
+	PGresult   *res = PQexecParams(conn, "SELECT pg_catalog.pg_drop_replication_slot(s.slot_name) "
+								   "FROM pg_catalog.pg_replication_slots s "
+								   "WHERE s.slot_name = $1 AND NOT s.active",
+								   1, NULL, params, NULL, NULL, 0);
+	bool		ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	if (ok && PQntuples(res) == 1)
+		ereport(LOG,
+				(errmsg("pg_commitlog: broker %d dropped its orphaned replication slot \"%s\" on %s",
+						commitlog_broker_id, slot, whose)));
+	PQclear(res);
+	return ok;
+}
+
+static bool
+leader_has_publication(const char *conninfo, const char *pubname)
+{
+	const char *params[1] = {pubname};
+	PGconn	   *conn = broker_connect(conninfo);
 	PGresult   *res;
 	bool		found;
 
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		PQfinish(conn);
+	if (conn == NULL)
 		return false;
-	}
 	res = PQexecParams(conn, "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1",
 					   1, NULL, params, NULL, NULL, 0);
 	found = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
 	PQclear(res);
 	if (found)
-	{
-		res = PQexecParams(conn, "SELECT pg_catalog.pg_drop_replication_slot(s.slot_name) "
-						   "FROM pg_catalog.pg_replication_slots s "
-						   "WHERE s.slot_name = $1 AND NOT s.active",
-						   1, NULL, params, NULL, NULL, 0);
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-			ereport(LOG,
-					(errmsg("pg_commitlog: broker %d dropped its orphaned replication slot \"%s\" on its leader",
-							commitlog_broker_id, pubname)));
-		PQclear(res);
-	}
+		(void) drop_remote_slot(conn, pubname, "its leader");
 	PQfinish(conn);
 	return found;
+}
+
+/*
+ * Slots this broker left on others: a subscription dropped while its
+ * leader was unreachable (a failover) keeps its slot there, holding WAL.
+ * Drop each once its broker answers, unless this broker subscribed again
+ * under that name (the slot is then in use again).
+ */
+static void
+reconcile_orphans(void)
+{
+	List	   *names = NIL;
+	List	   *conninfos = NIL;
+	List	   *done = NIL;
+	ListCell   *lc;
+	ListCell   *lc2;
+	MemoryContext outer = CurrentMemoryContext;
+	uint64		n;
+
+	ClusterXactBegin("pg_commitlog: dropping slots left on other brokers");
+	ClusterSpiRun(psprintf("DELETE FROM commitlog.replica_orphan_slots o WHERE EXISTS (SELECT 1 "
+						   "FROM pg_catalog.pg_subscription s WHERE s.subdbid = %u AND s.subname = o.slot_name)",
+						   MyDatabaseId));
+	n = ClusterSpiQuery("SELECT slot_name, conninfo FROM commitlog.replica_orphan_slots ORDER BY 1");
+	for (uint64 i = 0; i < n; i++)
+	{
+		MemoryContext cxt = MemoryContextSwitchTo(outer);
+
+		names = lappend(names, ClusterSpiText(i, 1));
+		conninfos = lappend(conninfos, ClusterSpiText(i, 2));
+		MemoryContextSwitchTo(cxt);
+	}
+	ClusterXactEnd();
+	if (names == NIL)
+		return;
+
+	forboth(lc, names, lc2, conninfos)
+	{
+		PGconn	   *conn = broker_connect(lfirst(lc2));
+
+		if (conn == NULL)
+			continue;
+		if (drop_remote_slot(conn, lfirst(lc), "its former leader"))
+			done = lappend(done, quote_literal_cstr(lfirst(lc)));
+		PQfinish(conn);
+	}
+	if (done == NIL)
+		return;
+	ClusterXactBegin("pg_commitlog: dropping slots left on other brokers");
+	foreach(lc, done)
+		ClusterSpiRun(psprintf("DELETE FROM commitlog.replica_orphan_slots WHERE slot_name = %s",
+							   (char *) lfirst(lc)));
+	ClusterXactEnd();
 }
 
 /* The subscription commands step 4 needs, read in a transaction. */
@@ -529,13 +607,18 @@ reconcile_subscribe(void)
 			ereport(LOG,
 					(errmsg("pg_commitlog: broker %d dropped subscription %s and its slot",
 							commitlog_broker_id, name)));
-		else if (loopback_run(conn, psprintf("ALTER SUBSCRIPTION %s DISABLE", sub)) &&
+		else if (loopback_run(conn, psprintf("INSERT INTO commitlog.replica_orphan_slots (slot_name, conninfo) "
+											 "SELECT s.subslotname, s.subconninfo FROM pg_catalog.pg_subscription s "
+											 "WHERE s.subname = %s AND s.subslotname IS NOT NULL "
+											 "ON CONFLICT (slot_name) DO UPDATE SET conninfo = EXCLUDED.conninfo",
+											 quote_literal_cstr(name))) &&
+				 loopback_run(conn, psprintf("ALTER SUBSCRIPTION %s DISABLE", sub)) &&
 				 loopback_run(conn, psprintf("ALTER SUBSCRIPTION %s SET (slot_name = NONE)", sub)) &&
 				 loopback_run(conn, psprintf("DROP SUBSCRIPTION %s", sub)))
-			ereport(WARNING,
+			ereport(LOG,
 					(errmsg("pg_commitlog: broker %d dropped subscription %s, but its leader was unreachable",
 							commitlog_broker_id, name),
-					 errhint("Drop the replication slot \"%s\" on the leader with pg_drop_replication_slot().", name)));
+					 errdetail("Its replication slot \"%s\" stays on the leader; this broker drops it once the leader answers.", name)));
 	}
 	PQfinish(conn);
 }
@@ -635,6 +718,7 @@ ClusterReconcile(void)
 	reconcile_materialize();
 	reconcile_publish();
 	reconcile_watermarks();
+	reconcile_orphans();
 	reconcile_subscribe();
 	ClusterFailover();
 	ClusterFollowerReports();

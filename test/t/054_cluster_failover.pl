@@ -716,6 +716,19 @@ my %all_acked;    # every acknowledged record of events, offset => value
 	check_acked($_, 'events', \%all_acked, "$what, in-sync replicas back") for @brokers;
 }
 
+# --- no slot is left behind ------------------------------------------------------
+# Each failover dropped subscriptions whose leader was dead, leaving their
+# slots there (SET slot_name = NONE); the followers drop those once the old
+# leader answers, so that no slot holds WAL for nobody.
+for my $node (@brokers)
+{
+	ok( wait_until($node,
+			q{SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots
+			                      WHERE slot_name LIKE 'commitlog\_%' AND NOT active)
+			     AND NOT EXISTS (SELECT 1 FROM commitlog.replica_orphan_slots)}),
+		$node->name . ': every pair slot is in use, and no orphan is left to drop');
+}
+
 $_->stop for @brokers;
 $coord->stop;
 done_testing();

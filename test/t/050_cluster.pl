@@ -24,32 +24,8 @@ use Test::More;
 use Time::HiRes qw(gettimeofday tv_interval);
 use CommitlogTAP;
 
-my $base_conf = "wal_level = logical\n"
-  . "max_worker_processes = 20\n"
-  . "max_logical_replication_workers = 8\n"
-  . "commitlog.worker_naptime = 100\n"
-  . "commitlog.launcher_naptime = 200\n";
-
 # broker 1 is also the coordinator: its own database "postgres"
-my @nodes;
-my $coordinator;
-for my $id (1 .. 3)
-{
-	my $node = commitlog_node("broker$id", no_start => 1, extra_conf => $base_conf);
-	push @nodes, $node;
-}
-($coordinator = $nodes[0]->connstr('postgres')) =~ s/'/''/g;
-for my $id (1 .. 3)
-{
-	my $node = $nodes[ $id - 1 ];
-	(my $self = $node->connstr('postgres')) =~ s/'/''/g;
-	$node->append_conf('postgresql.conf',
-		    "commitlog.broker_id = $id\n"
-		  . "commitlog.coordinator = '$coordinator'\n"
-		  . "commitlog.advertised_conninfo = '$self'\n");
-	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION pg_commitlog');
-}
+my @nodes = commitlog_brokers(3);
 my ($b1, $b2, $b3) = @nodes;
 sub node_of { return $nodes[ $_[0] - 1 ]; }
 

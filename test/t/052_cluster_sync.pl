@@ -21,30 +21,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use CommitlogTAP;
 
-my $base_conf = "wal_level = logical\n"
-  . "max_worker_processes = 20\n"
-  . "max_logical_replication_workers = 8\n"
-  . "wal_retrieve_retry_interval = '200ms'\n"
-  . "commitlog.worker_naptime = 100\n"
-  . "commitlog.launcher_naptime = 200\n";
-
-my @nodes;
-for my $id (1 .. 2)
-{
-	push @nodes, commitlog_node("broker$id", no_start => 1, extra_conf => $base_conf);
-}
-(my $coordinator = $nodes[0]->connstr('postgres')) =~ s/'/''/g;
-for my $id (1 .. 2)
-{
-	my $node = $nodes[ $id - 1 ];
-	(my $self = $node->connstr('postgres')) =~ s/'/''/g;
-	$node->append_conf('postgresql.conf',
-		    "commitlog.broker_id = $id\n"
-		  . "commitlog.coordinator = '$coordinator'\n"
-		  . "commitlog.advertised_conninfo = '$self'\n");
-	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION pg_commitlog');
-}
+my @nodes = commitlog_brokers(2, extra_conf => "wal_retrieve_retry_interval = '200ms'\n");
 my ($b1, $b2) = @nodes;
 ok($b1->poll_query_until('postgres', 'SELECT count(*) = 2 FROM commitlog.brokers WHERE alive'),
 	'two brokers registered and alive');

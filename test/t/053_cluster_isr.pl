@@ -29,31 +29,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use CommitlogTAP;
 
-my $base_conf = "wal_level = logical\n"
-  . "max_worker_processes = 20\n"
-  . "max_logical_replication_workers = 8\n"
-  . "wal_receiver_status_interval = 1\n"
-  . "commitlog.worker_naptime = 100\n"
-  . "commitlog.launcher_naptime = 200\n"
-  . "commitlog.replica_lag_time_max_ms = 2000\n";
-
-my @nodes;
-for my $id (1 .. 3)
-{
-	push @nodes, commitlog_node("broker$id", no_start => 1, extra_conf => $base_conf);
-}
-(my $coordinator = $nodes[0]->connstr('postgres')) =~ s/'/''/g;
-for my $id (1 .. 3)
-{
-	my $node = $nodes[ $id - 1 ];
-	(my $self = $node->connstr('postgres')) =~ s/'/''/g;
-	$node->append_conf('postgresql.conf',
-		    "commitlog.broker_id = $id\n"
-		  . "commitlog.coordinator = '$coordinator'\n"
-		  . "commitlog.advertised_conninfo = '$self'\n");
-	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION pg_commitlog');
-}
+my @nodes = commitlog_brokers(3,
+	extra_conf => "wal_receiver_status_interval = 1\n"
+	  . "commitlog.replica_lag_time_max_ms = 2000\n");
 my $coord = $nodes[0];
 sub node_of { return $nodes[ $_[0] - 1 ]; }
 # the end of what the leader wrote (its latest offset once the ISR has it)

@@ -51,14 +51,6 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use CommitlogTAP;
 
-my $base_conf = "wal_level = logical\n"
-  . "max_worker_processes = 20\n"
-  . "max_logical_replication_workers = 8\n"
-  . "wal_receiver_status_interval = 1\n"
-  . "commitlog.worker_naptime = 100\n"
-  . "commitlog.launcher_naptime = 200\n"
-  . "commitlog.replica_lag_time_max_ms = 2000\n";
-
 # The coordinator: its own worker is broker 0 of a cluster of its own
 # ("coordinator"), so it takes no part in the brokers' cluster "default".
 my $coord = commitlog_node('coordinator', no_start => 1,
@@ -66,19 +58,12 @@ my $coord = commitlog_node('coordinator', no_start => 1,
 	  . "commitlog.cluster = 'coordinator'\n");
 $coord->start;
 $coord->safe_psql('postgres', 'CREATE EXTENSION pg_commitlog');
-(my $coordinator = $coord->connstr('postgres')) =~ s/'/''/g;
 
-my @brokers;
-for my $id (1 .. 3)
+my @brokers = commitlog_brokers(3, coordinator => $coord,
+	extra_conf => "wal_receiver_status_interval = 1\n"
+	  . "commitlog.replica_lag_time_max_ms = 2000\n");
+for my $node (@brokers)
 {
-	my $node = commitlog_node("broker$id", no_start => 1, extra_conf => $base_conf);
-	(my $self = $node->connstr('postgres')) =~ s/'/''/g;
-	$node->append_conf('postgresql.conf',
-		    "commitlog.broker_id = $id\n"
-		  . "commitlog.coordinator = '$coordinator'\n"
-		  . "commitlog.advertised_conninfo = '$self'\n");
-	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION pg_commitlog');
 	# true when the broker takes a record for partition 0 of the topic now,
 	# false on not-leader (CL002); the probe record is rolled back (a gap)
 	$node->safe_psql('postgres', q{
@@ -91,7 +76,6 @@ for my $id (1 .. 3)
 			WHEN SQLSTATE 'P0001' THEN RETURN true;
 			WHEN SQLSTATE 'CL002' THEN RETURN false;
 		END $$});
-	push @brokers, $node;
 }
 sub node_of { return $brokers[ $_[0] - 1 ]; }
 sub id_of { return $_[0]->name =~ /^broker(\d)$/ ? $1 : die "not a broker: " . $_[0]->name; }

@@ -30,7 +30,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(commitlog_node sql_error kill9_postmaster dump_partition
+our @EXPORT = qw(commitlog_node commitlog_brokers sql_error kill9_postmaster dump_partition
   quit_quietly RECORD_COLUMNS);
 
 # Columns of a record as text, for exact comparisons: the timestamp as
@@ -62,6 +62,35 @@ sub commitlog_node
 	$node->safe_psql('postgres', 'CREATE EXTENSION pg_commitlog')
 	  unless $opts{no_extension} || $opts{no_preload};
 	return $node;
+}
+
+# Brokers 1..$count of cluster "default", started, with the extension:
+# logical replication and short worker naptimes, then $opts{extra_conf},
+# each broker's id and advertised conninfo, and as coordinator the database
+# "postgres" of $opts{coordinator} (a node) or, without it, of broker 1.
+sub commitlog_brokers
+{
+	my ($count, %opts) = @_;
+	my $conf = "wal_level = logical\n"
+	  . "max_worker_processes = 20\n"
+	  . "max_logical_replication_workers = 8\n"
+	  . "commitlog.worker_naptime = 100\n"
+	  . "commitlog.launcher_naptime = 200\n"
+	  . ($opts{extra_conf} // '');
+	my @nodes = map { commitlog_node("broker$_", no_start => 1, extra_conf => $conf) } 1 .. $count;
+	(my $coordinator = ($opts{coordinator} // $nodes[0])->connstr('postgres')) =~ s/'/''/g;
+	for my $id (1 .. $count)
+	{
+		my $node = $nodes[ $id - 1 ];
+		(my $self = $node->connstr('postgres')) =~ s/'/''/g;
+		$node->append_conf('postgresql.conf',
+			    "commitlog.broker_id = $id\n"
+			  . "commitlog.coordinator = '$coordinator'\n"
+			  . "commitlog.advertised_conninfo = '$self'\n");
+		$node->start;
+		$node->safe_psql('postgres', 'CREATE EXTENSION pg_commitlog');
+	}
+	return @nodes;
 }
 
 # Run $sql, which must fail.  Returns (sqlstate, stderr); sqlstate is undef

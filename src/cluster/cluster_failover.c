@@ -196,7 +196,7 @@ take_over(const EpochTask *t)
 
 	topic = TopicOpen(t->topic, AccessShareLock);
 	key = TopicPartitionKey(topic, t->partition);
-	OffsetsSkipTo(&key, start);
+	OffsetsResetTo(&key, start);
 
 	/*
 	 * The high watermark it serves and publishes: the highest it applied

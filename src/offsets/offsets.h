@@ -62,6 +62,7 @@ extern void OffsetsWaitForChange(const OffsetsPartitionKey *key, int64 seen_stab
 extern uint64 OffsetsTopicGeneration(Oid dbid, int32 topic_id);
 extern ConditionVariable *OffsetsSegmentsCV(void);
 extern void OffsetsSkipTo(const OffsetsPartitionKey *key, int64 base);
+extern void OffsetsResetTo(const OffsetsPartitionKey *key, int64 base);
 extern int	OffsetsStuckProducers(Oid dbid, TimestampTz older_than, int *pids, int max_pids);
 extern void OffsetsWakeTopic(Oid dbid, int32 topic_id);
 extern void OffsetsWaitForTopic(Oid dbid, int32 topic_id, uint64 seen_generation,

@@ -28,6 +28,7 @@
 #include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
+#include "utils/fmgrprotos.h"
 
 /* does this backend's current transaction have open entries? */
 static bool xact_has_entries = false;
@@ -362,6 +363,31 @@ OffsetsInit(void)
 {
 	OffsetsShmemRequest();
 	RegisterXactCallback(offsets_xact_callback, NULL);
+}
+
+/*
+ * Start a partition's offsets over at base, below where its sequence may
+ * be: a broker taking over a replicated partition as its new leader
+ * (cluster_failover.c) continues at its log end, as Kafka's new leader
+ * does, rather than past the offsets its sequence logged ahead before a
+ * crash (32 blocks).  Only for a partition nobody produces to and whose
+ * readers never saw the sequence: a replicated partition is read up to its
+ * high watermark, never above the log end.  The sequence is set and
+ * flushed before the slot moves.
+ */
+void
+OffsetsResetTo(const OffsetsPartitionKey *key, int64 base)
+{
+	PartitionSlot *slot = OffsetsGetSlot(key);
+
+	(void) DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(key->seqrelid),
+							   Int64GetDatum(base), BoolGetDatum(false));
+	sequence_flush(key->seqrelid);
+
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	slot->next_offset = base;
+	slot->reserved_end = base;
+	LWLockRelease(&slot->lock);
 }
 
 /*

@@ -283,6 +283,24 @@ ok( $coord->poll_query_until('postgres',
 ok( node_of($o_follower)->poll_query_until('postgres',
 		q{SELECT count(*) = 1 FROM commitlog.replica_followers WHERE ready}),
 	'the new leader knows its follower is ready');
+
+# failing back: the first leader leads again and continues at its log end,
+# although its offset sequence is past it (a restarted broker's sequence
+# starts a block further on)
+node_of($o_follower)->stop;
+ok( node_of($o_leader)->poll_query_until('postgres',
+		q{SELECT (commitlog.produce('orphan', 'back'::bytea, partition => 0)).log_offset = 21},
+		't'),
+	'the first leader, elected again, continues at offset 21');
+is( $coord->safe_psql('postgres',
+		q{SELECT e.leader_epoch || ' ' || e.start_offset FROM commitlog.cluster_leader_epochs e
+		    JOIN commitlog.cluster_topics t ON t.id = e.topic_id WHERE t.name = 'orphan'
+		   ORDER BY e.leader_epoch DESC LIMIT 1}),
+	'2 21', '... in leader epoch 2, which starts there');
+node_of($o_follower)->start;
+ok( node_of($o_follower)->poll_query_until('postgres',
+		q{SELECT count(*) = 22 FROM commitlog.fetch('orphan', 0, 0, 100)}),
+	'the second leader returns as a follower with all 22 records');
 $coord->safe_psql('postgres', q{SELECT commitlog.drop_topic('orphan')});
 for my $id ($o_leader, $o_follower)
 {

@@ -577,7 +577,7 @@ my %all_acked;    # every acknowledged record of events, offset => value
 	ok(@offsets && $offsets[0] >= $new->{start},
 		"$what: the new leader writes at or above its epoch's start offset");
 	diag "$what: the tail was at offsets @tail, the new leader's records start at "
-	  . ($offsets[0] // '?') . ' (a broker that crashed before skips its sequence\'s pre-logged offsets)';
+	  . ($offsets[0] // '?') . ' (the probes of accepts_records leave gaps)';
 
 	$old->start;
 	$st = wait_healthy('events', "$what, old leader back");

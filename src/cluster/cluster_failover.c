@@ -58,6 +58,7 @@ typedef struct EpochTask
 	int32		from_epoch;		/* the copy's */
 	char	   *topic;
 	bool		leads;
+	int			replicas;
 } EpochTask;
 
 /* "commitlog_topics.t<id>$p<n>" of a partition */
@@ -81,7 +82,8 @@ epoch_tasks(void)
 
 	ClusterXactBegin("pg_commitlog: looking for new leader epochs");
 	n = ClusterSpiQuery(psprintf("SELECT a.topic_id, a.partition, a.leader_epoch, "
-								 "COALESCE(e.leader_epoch, 0), t.name, (a.leader = %d)::int "
+								 "COALESCE(e.leader_epoch, 0), t.name, (a.leader = %d)::int, "
+								 "pg_catalog.cardinality(a.replicas) "
 								 "FROM commitlog.cluster_assignments a "
 								 "JOIN commitlog.topics t ON t.id = a.topic_id "
 								 "LEFT JOIN commitlog.replica_epochs e "
@@ -102,6 +104,7 @@ epoch_tasks(void)
 		t->from_epoch = ClusterSpiInt(i, 4);
 		t->topic = ClusterSpiText(i, 5);
 		t->leads = ClusterSpiInt(i, 6) == 1;
+		t->replicas = ClusterSpiInt(i, 7);
 		tasks = lappend(tasks, t);
 		MemoryContextSwitchTo(cxt);
 	}
@@ -109,19 +112,28 @@ epoch_tasks(void)
 	return tasks;
 }
 
-/* The copy's log end: past its last record, and at least its log start. */
-static int64
-local_log_end(const EpochTask *t)
+/*
+ * The copy's log end: past its last record, and at least its log start;
+ * and the highest high watermark it applied from a leader (or published
+ * itself), which readers may have passed: offsets below it are records
+ * every in-sync replica holds, or gaps (aborted transactions) that no
+ * record may fill afterwards.
+ */
+static void
+local_log_end(const EpochTask *t, int64 *log_end, int64 *hw)
 {
 	bool		isnull;
 
 	ClusterSpiQuery(psprintf("SELECT GREATEST((SELECT COALESCE(pg_catalog.max(log_offset) + 1, 0) "
 							 "FROM commitlog_topics.%s), "
 							 "(SELECT p.log_start_offset FROM commitlog.partitions p "
-							 "WHERE p.topic_id = %d AND p.partition = %d))",
+							 "WHERE p.topic_id = %d AND p.partition = %d)), "
+							 "(SELECT COALESCE(pg_catalog.max(w.stable_offset), 0) FROM commitlog.replica_watermarks w "
+							 "WHERE w.topic_id = %d AND w.partition = %d)",
 							 quote_identifier(psprintf("t%d$p%d", t->topic_id, t->partition)),
-							 t->topic_id, t->partition));
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+							 t->topic_id, t->partition, t->topic_id, t->partition));
+	*log_end = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*hw = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 }
 
 /* Delete the copy's records at or above from (never acknowledged). */
@@ -171,18 +183,20 @@ take_over(const EpochTask *t)
 {
 	int			me = commitlog_broker_id;
 	int64		log_end;
+	int64		hw;
 	int64		start;
 	const char *params[5];
 	Topic	   *topic;
 	OffsetsPartitionKey key;
 
 	ClusterXactBegin("pg_commitlog: taking over a partition as its new leader");
-	log_end = local_log_end(t);
+	local_log_end(t, &log_end, &hw);
 	params[0] = psprintf("%d", t->topic_id);
 	params[1] = psprintf("%d", t->partition);
 	params[2] = psprintf("%d", me);
 	params[3] = psprintf("%d", t->epoch);
-	params[4] = psprintf(INT64_FORMAT, log_end);
+	/* never below the high watermark: readers may have moved past its gaps */
+	params[4] = psprintf(INT64_FORMAT, Max(log_end, hw));
 	if (!coordinator_int8("SELECT commitlog.cluster_begin_epoch($1::int, $2::int, $3::int, $4::int, $5::bigint)",
 						  5, params, &start))
 	{
@@ -194,9 +208,17 @@ take_over(const EpochTask *t)
 	if (log_end > start)
 		truncate_from(t, start);
 
+	/*
+	 * With followers, readers here never saw past the high watermark, so
+	 * the offsets may go on at the start exactly, wherever the sequence
+	 * is; a single replica's readers saw its sequence: only forward.
+	 */
 	topic = TopicOpen(t->topic, AccessShareLock);
 	key = TopicPartitionKey(topic, t->partition);
-	OffsetsResetTo(&key, start);
+	if (t->replicas > 1)
+		OffsetsResetTo(&key, start);
+	else
+		OffsetsSkipTo(&key, start);
 
 	/*
 	 * The high watermark it serves and publishes: the highest it applied

@@ -284,19 +284,26 @@ ok( node_of($o_follower)->poll_query_until('postgres',
 		q{SELECT count(*) = 1 FROM commitlog.replica_followers WHERE ready}),
 	'the new leader knows its follower is ready');
 
-# failing back: the first leader leads again and continues at its log end,
-# although its offset sequence is past it (a restarted broker's sequence
-# starts a block further on)
+# failing back: the first leader leads again and continues at the high
+# watermark, past a rolled-back tail that readers may have passed (a gap no
+# record may fill), although its offset sequence is elsewhere (a restarted
+# broker's sequence starts a block further on)
+node_of($o_follower)->safe_psql('postgres',
+	q{BEGIN; SELECT commitlog.produce('orphan', 'gone'::bytea, partition => 0) FROM generate_series(1, 5);
+	  ROLLBACK});
+ok( node_of($o_leader)->poll_query_until('postgres',
+		q{SELECT commitlog.latest_offset('orphan', 0) = 26}),
+	'the high watermark passes the rolled-back offsets 21 to 25 on the follower');
 node_of($o_follower)->stop;
 ok( node_of($o_leader)->poll_query_until('postgres',
-		q{SELECT (commitlog.produce('orphan', 'back'::bytea, partition => 0)).log_offset = 21},
+		q{SELECT (commitlog.produce('orphan', 'back'::bytea, partition => 0)).log_offset = 26},
 		't'),
-	'the first leader, elected again, continues at offset 21');
+	'the first leader, elected again, continues at offset 26, not in the gap');
 is( $coord->safe_psql('postgres',
 		q{SELECT e.leader_epoch || ' ' || e.start_offset FROM commitlog.cluster_leader_epochs e
 		    JOIN commitlog.cluster_topics t ON t.id = e.topic_id WHERE t.name = 'orphan'
 		   ORDER BY e.leader_epoch DESC LIMIT 1}),
-	'2 21', '... in leader epoch 2, which starts there');
+	'2 26', '... in leader epoch 2, which starts there');
 node_of($o_follower)->start;
 ok( node_of($o_follower)->poll_query_until('postgres',
 		q{SELECT count(*) = 22 FROM commitlog.fetch('orphan', 0, 0, 100)}),

@@ -233,6 +233,23 @@ ClusterIsrUpdate(int32 topic_id, int32 partition, int64 stable, int64 hw)
 		else
 			low = Min(low, DatumGetInt64(applied_d));
 	}
+
+	/*
+	 * Not past a trailing gap (a rolled-back tail): until a record follows
+	 * it, a new leader's log could end before it and fill it, hiding those
+	 * records from consumers that had moved past the gap.  Capped at the
+	 * last record here, every in-sync replica's log end is at or above the
+	 * high watermark.
+	 */
+	if (low > hw)
+	{
+		isr_exec(psprintf("SELECT GREATEST(COALESCE(pg_catalog.max(log_offset) + 1, 0), "
+						  "(SELECT p.log_start_offset FROM commitlog.partitions p "
+						  "WHERE p.topic_id = $1 AND p.partition = $2)) FROM commitlog_topics.%s",
+						  quote_identifier(psprintf("t%d$p%d", topic_id, partition))),
+				 2, types, args);
+		low = Min(low, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
+	}
 	return Max(hw, low);
 }
 

@@ -310,12 +310,16 @@ ClusterFailover(void)
 }
 
 /*
- * The leader's view of its followers after a failover: for each partition
- * it leads at an epoch above 0 (taken over) with a follower not known to be
- * ready, read the followers' reports at that epoch from the coordinator
- * into commitlog.replica_followers.  A report's log end is kept from the
- * first time it is seen at the epoch: the publication's filter was made
- * with it.
+ * The leader's view of its followers: for each partition it leads (taken
+ * over, at its current epoch) with a follower not known to be ready, read
+ * the followers' reports at that epoch from the coordinator into
+ * commitlog.replica_followers.  A follower counts for the ISR only once
+ * ready: while its subscription still copies the partition, its slot
+ * confirms positions past records it does not have yet (the main apply
+ * skips the table, the copy brings them), and a high watermark measured
+ * with it could acknowledge records that only the leader holds.  A
+ * report's log end is kept from the first time it is seen at the epoch:
+ * after a failover the publication's filter was made with it.
  */
 void
 ClusterFollowerReports(void)
@@ -329,10 +333,11 @@ ClusterFollowerReports(void)
 
 	ClusterXactBegin("pg_commitlog: checking followers after a failover");
 	n = ClusterSpiQuery(psprintf("SELECT 1 FROM commitlog.cluster_assignments a "
-								 "JOIN commitlog.replica_epochs e ON e.topic_id = a.topic_id "
-								 "  AND e.partition = a.partition AND e.leader_epoch = a.leader_epoch "
+								 "LEFT JOIN commitlog.replica_epochs e ON e.topic_id = a.topic_id "
+								 "  AND e.partition = a.partition "
 								 "CROSS JOIN LATERAL pg_catalog.unnest(a.replicas) f(b) "
-								 "WHERE a.leader = %d AND a.leader_epoch > 0 AND NOT a.deleting AND f.b <> %d "
+								 "WHERE a.leader = %d AND a.leader_epoch = COALESCE(e.leader_epoch, 0) "
+								 "AND NOT a.deleting AND f.b <> %d "
 								 "AND NOT EXISTS (SELECT 1 FROM commitlog.replica_followers r "
 								 "  WHERE r.topic_id = a.topic_id AND r.partition = a.partition "
 								 "  AND r.follower = f.b AND r.leader_epoch = a.leader_epoch AND r.ready) "
@@ -345,7 +350,7 @@ ClusterFollowerReports(void)
 	res = ControllerQuery("SELECT s.topic_id, s.partition, s.broker_id, s.leader_epoch, s.log_end, s.ready::int "
 						  "FROM commitlog.cluster_replica_state s "
 						  "JOIN commitlog.cluster_partitions p ON p.topic_id = s.topic_id AND p.partition = s.partition "
-						  "WHERE p.leader = $1::int AND p.leader_epoch > 0 AND s.leader_epoch = p.leader_epoch "
+						  "WHERE p.leader = $1::int AND s.leader_epoch = p.leader_epoch "
 						  "AND s.broker_id <> $1::int", 1, params);
 	if (res == NULL)
 		return;
@@ -364,8 +369,8 @@ ClusterFollowerReports(void)
 						   "SELECT v.t, v.p, v.b, v.e, v.l, v.r FROM (VALUES %s) v(t, p, b, e, l, r) "
 						   "JOIN commitlog.cluster_assignments a ON a.topic_id = v.t AND a.partition = v.p "
 						   "AND a.leader = %d AND a.leader_epoch = v.e "
-						   "JOIN commitlog.replica_epochs e ON e.topic_id = v.t AND e.partition = v.p "
-						   "AND e.leader_epoch = v.e "
+						   "LEFT JOIN commitlog.replica_epochs e ON e.topic_id = v.t AND e.partition = v.p "
+						   "WHERE COALESCE(e.leader_epoch, 0) = v.e "
 						   "ON CONFLICT (topic_id, partition, follower) DO UPDATE "
 						   "SET leader_epoch = EXCLUDED.leader_epoch, "
 						   "from_offset = CASE WHEN r.leader_epoch = EXCLUDED.leader_epoch "

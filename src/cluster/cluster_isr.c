@@ -44,9 +44,9 @@ int			commitlog_replica_lag_time_max_ms = 10000;
 	"         (SELECT pg_catalog.max(m.stable_offset) FROM commitlog.replica_marks m " \
 	"           WHERE m.topic_id = $1 AND m.partition = $2 " \
 	"             AND m.lsn <= s.confirmed_flush_lsn " \
-	"             AND (a.leader_epoch = 0 OR EXISTS (SELECT 1 FROM commitlog.replica_followers rf " \
+	"             AND EXISTS (SELECT 1 FROM commitlog.replica_followers rf " \
 	"                   WHERE rf.topic_id = $1 AND rf.partition = $2 AND rf.follower = r.b " \
-	"                     AND rf.leader_epoch = a.leader_epoch AND rf.ready))) AS applied " \
+	"                     AND rf.leader_epoch = a.leader_epoch AND rf.ready)) AS applied " \
 	"    FROM commitlog.cluster_assignments a " \
 	"   CROSS JOIN LATERAL pg_catalog.unnest(a.replicas) WITH ORDINALITY r(b, ord) " \
 	"    LEFT JOIN commitlog.cluster_brokers b ON b.broker_id = r.b " \

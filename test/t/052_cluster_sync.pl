@@ -21,7 +21,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use CommitlogTAP;
 
-my @nodes = commitlog_brokers(2, extra_conf => "wal_retrieve_retry_interval = '200ms'\n");
+my @nodes = commitlog_brokers(2,
+	extra_conf => "wal_retrieve_retry_interval = '200ms'\n"
+	  . "commitlog.replica_lag_time_max_ms = 2000\n");
 my ($b1, $b2) = @nodes;
 ok($b1->poll_query_until('postgres', 'SELECT count(*) = 2 FROM commitlog.brokers WHERE alive'),
 	'two brokers registered and alive');
@@ -75,6 +77,13 @@ ok( $leader->poll_query_until('postgres',
 		qq{SELECT stable_offset = 5 FROM commitlog.replica_watermarks
 		    WHERE leader_id = $leader_id AND topic_id = $topic_id AND partition = 0}),
 	'the leader\'s watermark is 5');
+# A follower still copying the partition does not count for the high
+# watermark (its slot confirms positions past records it lacks): the
+# watermark passed the 5 records only once the follower had left the ISR.
+is( $b1->safe_psql('postgres',
+		q{SELECT p.isr::text FROM commitlog.cluster_partitions p
+		    JOIN commitlog.cluster_topics t ON t.id = p.topic_id WHERE t.name = 'sync'}),
+	"{$leader_id}", '... only after the follower, which has not copied them, left the ISR');
 
 # the follower's copy of the partition cannot take rows yet
 my $block = $follower->background_psql('postgres');

@@ -525,7 +525,11 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 				"      pg_catalog.format('t%s$p%s', a.topic_id, a.partition))))), "
 				"(SELECT p.log_start_offset FROM commitlog.partitions p "
 				"  WHERE p.topic_id = a.topic_id AND p.partition = a.partition), "
-				"a.leader IS NOT DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int "
+				"a.leader IS NOT DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int, "
+				/* leaderless: the highest high watermark any leader replicated here */
+				"CASE WHEN a.leader IS NULL THEN (SELECT pg_catalog.max(o.stable_offset) "
+				"  FROM commitlog.replica_watermarks o WHERE o.topic_id = a.topic_id "
+				"  AND o.partition = a.partition) END "
 				"FROM commitlog.cluster_assignments a "
 				"LEFT JOIN commitlog.replica_watermarks w ON w.leader_id = a.leader "
 				"AND w.topic_id = a.topic_id AND w.partition = a.partition "
@@ -566,6 +570,26 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 		return true;
 	}
 	log_end = stable;
+
+	/*
+	 * No leader (no in-sync replica alive): serve what every in-sync
+	 * replica held, up to the last high watermark that arrived here; its
+	 * rows came after the records below them, and no truncation goes
+	 * below a high watermark.
+	 */
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
+
+		if (!isnull)
+		{
+			CatalogEnd(nestlevel);
+			end->stable = Max(DatumGetInt64(d), 0);
+			end->log_end = end->stable;
+			end->reserved_end = end->stable;
+			end->awaiting_flush = false;
+			return true;
+		}
+	}
 
 	/*
 	 * While the subscription still copies the partition or the watermarks

@@ -678,6 +678,10 @@ my %all_acked;    # every acknowledged record of events, offset => value
 	my ($state, $err);
 	ok( wait_until($stale, q{SELECT leader IS NULL FROM commitlog.partition_list WHERE topic = 'events'}),
 		"$what: partition_list on it shows no leader");
+	is( $stale->safe_psql('postgres',
+			q{SELECT commitlog.latest_offset('events', 0) > 0
+			     AND (SELECT count(*) FROM commitlog.fetch('events', 0, 0, 100000)) > 0}),
+		't', "$what: it still serves what it holds below the last high watermark it got");
 	($state, $err) = sql_error($stale, 'postgres',
 		q{SELECT commitlog.produce('events', 'x'::bytea, partition => 0)});
 	is($state, 'CL002', "$what: produce on it: CL002");

@@ -1,0 +1,156 @@
+# Leader failover corner cases found in review (issue 7): three brokers and
+# a coordinator-only server, as in 054_cluster_failover.pl.
+#
+# 1. Two failovers in a row, the second winner elected before it re-pointed
+#    to the first: topic "div" (1 partition, 3 replicas) led by broker L with
+#    followers X and S.  X stops applying, L writes an unacknowledged tail
+#    (acks=1) that only S receives; S's worker is frozen (SIGSTOP: still
+#    alive for the coordinator, still in the ISR) and its last report says
+#    it holds less than X (a stale report).  L dies: X is elected (epoch
+#    e+1) and writes records of its own (acks=1) at the offsets of L's tail.
+#    X dies; S, still at epoch e with L's tail, is elected (epoch e+2) and
+#    wakes up.  S must not count L's tail in its log end: X's epoch
+#    overwrote those offsets, and X, returning, keeps everything below S's
+#    start offset.  Afterwards every replica holds the same rows.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use CommitlogTAP;
+
+my $coord = commitlog_node('coordinator', no_start => 1,
+	extra_conf => "commitlog.worker_naptime = 100\ncommitlog.launcher_naptime = 200\n"
+	  . "commitlog.cluster = 'coordinator'\n");
+$coord->start;
+$coord->safe_psql('postgres', 'CREATE EXTENSION pg_commitlog');
+
+# a long lag time: a follower that stops applying stays in the ISR
+my @brokers = commitlog_brokers(3, coordinator => $coord,
+	extra_conf => "wal_receiver_status_interval = 1\n"
+	  . "commitlog.replica_lag_time_max_ms = 600000\n");
+sub node_of { return $brokers[ $_[0] - 1 ]; }
+sub id_of { return $_[0]->name =~ /^broker(\d)$/ ? $1 : die "not a broker: " . $_[0]->name; }
+
+sub wait_until
+{
+	my ($node, $sql, $expected) = @_;
+	local $PostgreSQL::Test::Utils::timeout_default = 60;
+	return $node->poll_query_until('postgres', $sql, $expected);
+}
+
+# FROM clause selecting partition 0 of topic div on the coordinator (as p)
+my $part = q{FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
+             WHERE t.name = 'div' AND p.partition = 0};
+
+# leader and leader epoch of the partition on the coordinator
+sub state
+{
+	return split /\|/, $coord->safe_psql('postgres', "SELECT coalesce(p.leader, 0) || '|' || p.leader_epoch $part");
+}
+
+# true once $id leads the partition at an epoch above $epoch and recorded its start
+sub led_by_sql
+{
+	my ($id, $epoch) = @_;
+	return qq{SELECT p.leader = $id AND p.leader_epoch > $epoch
+	             AND EXISTS (SELECT 1 FROM commitlog.cluster_leader_epochs e
+	                          WHERE e.topic_id = p.topic_id AND e.partition = p.partition
+	                            AND e.leader_epoch = p.leader_epoch AND e.start_offset IS NOT NULL) $part};
+}
+
+sub raw_rows
+{
+	my ($node) = @_;
+	my $cols = RECORD_COLUMNS;
+	return $node->safe_psql('postgres', qq{SELECT $cols FROM commitlog_topics.div ORDER BY log_offset});
+}
+
+sub worker_pid
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_commitlog worker' AND datname = 'postgres'});
+}
+
+$brokers[0]->safe_psql('postgres', q{SELECT commitlog.create_topic('div', 1, 3, '{"min.insync.replicas": 2}')});
+ok( wait_until($coord, qq{SELECT p.leader IS NOT NULL AND cardinality(p.isr) = 3 $part}),
+	'div has a leader and three in-sync replicas');
+my ($l_id, $epoch0) = state();
+my $l = node_of($l_id);
+ok(wait_until($_, q{SELECT leader IS NOT NULL AND cardinality(isr) = 3 FROM commitlog.partition_list WHERE topic = 'div'}),
+	$_->name . ' knows the leader') for @brokers;
+ok( wait_until($coord, q{SELECT count(*) = 1 FROM commitlog.controller c
+	   JOIN commitlog.controller_state s ON s.pid = c.pid AND s.epoch = c.epoch
+	   JOIN commitlog.clusters cl ON cl.id = s.cluster_id WHERE cl.name = 'default'}),
+	'the cluster has a controller');
+my $ctl_id = $coord->safe_psql('postgres', q{SELECT c.broker_id FROM commitlog.controller c
+	   JOIN commitlog.controller_state s ON s.pid = c.pid AND s.epoch = c.epoch
+	   JOIN commitlog.clusters cl ON cl.id = s.cluster_id WHERE cl.name = 'default'});
+# S (frozen later) must not be the controller: someone has to elect meanwhile
+my ($s, $x) = sort { (id_of($a) == $ctl_id) <=> (id_of($b) == $ctl_id) } grep { $_ != $l } @brokers;
+my ($s_id, $x_id) = (id_of($s), id_of($x));
+diag "leader $l_id (epoch $epoch0), controller $ctl_id, frozen follower $s_id, next leader $x_id";
+
+# records acknowledged by every replica
+my $out = $l->safe_psql('postgres', q{SET commitlog.acks = 'all';
+	SELECT count(*) FROM commitlog.produce_batch('div', ARRAY['a-0', 'a-1', 'a-2']::bytea[], partition => 0);
+	SELECT commitlog.await_replication(30000);});
+is($out, "3\n3", 'three records produced with acks=all and acknowledged');
+
+# X stops applying; S's worker freezes with a stale report; L writes a tail only S receives
+my $sub_x = "commitlog_b${l_id}_to_b$x_id";
+$x->safe_psql('postgres', "ALTER SUBSCRIPTION $sub_x DISABLE");
+ok(wait_until($l, "SELECT count(*) = 0 FROM pg_stat_replication WHERE application_name = '$sub_x'"),
+	'X stopped applying');
+my $s_worker = worker_pid($s);
+ok($s_worker =~ /^\d+$/, "S's worker is pid $s_worker");
+kill 'STOP', $s_worker;
+$coord->safe_psql('postgres', "UPDATE commitlog.cluster_replica_state SET log_end = 0 WHERE broker_id = $s_id");
+my @tail = split /\n/, $l->safe_psql('postgres',
+	q{SELECT log_offset FROM commitlog.produce_batch('div', ARRAY['tail-0', 'tail-1', 'tail-2']::bytea[], partition => 0)});
+ok(wait_until($s, q{SELECT count(*) = 3 FROM commitlog_topics.div WHERE value LIKE 'tail-%'}),
+	"S received L's unacknowledged tail at offsets @tail");
+
+# L dies: X is elected and writes at the tail's offsets
+kill9_postmaster($l);
+ok(wait_until($coord, led_by_sql($x_id, $epoch0)), "X (broker $x_id) leads after L died");
+my (undef, $epoch1) = state();
+ok( wait_until($x, q{SELECT commitlog.latest_offset('div', 0) >= 0 AND EXISTS (SELECT 1
+	   FROM commitlog.replica_epochs e JOIN commitlog.topics t ON t.id = e.topic_id
+	  WHERE t.name = 'div' AND e.leader_epoch = } . $epoch1 . ')'),
+	'X took the partition over');
+my @mine = split /\n/, $x->safe_psql('postgres',
+	q{SELECT log_offset FROM commitlog.produce_batch('div', ARRAY['x-0', 'x-1', 'x-2', 'x-3', 'x-4']::bytea[], partition => 0)});
+is(scalar(@mine), 5, "X wrote five records with acks=1 at offsets @mine");
+
+# X dies; L returns (and elects, as controller); S, still at epoch 0, is elected
+kill9_postmaster($x);
+$l->start;
+ok( wait_until($coord, qq{SELECT p.leader = $s_id AND p.leader_epoch > $epoch1 $part}),
+	"S (broker $s_id) is elected after X died");
+kill 'CONT', $s_worker;
+ok(wait_until($coord, led_by_sql($s_id, $epoch1)), 'S took the partition over');
+$x->start;
+
+ok( wait_until($coord, qq{SELECT p.leader = $s_id AND cardinality(p.isr) = 3 $part}),
+	'all three replicas are in sync again');
+my $end = $s->safe_psql('postgres', q{SELECT coalesce(max(log_offset) + 1, 0) FROM commitlog_topics.div});
+for my $node ($l, $x)
+{
+	ok( wait_until($node,
+			"SELECT (SELECT coalesce(max(log_offset) + 1, 0) FROM commitlog_topics.div) = $end "
+			  . "AND NOT EXISTS (SELECT 1 FROM pg_subscription_rel r WHERE r.srsubstate <> 'r')"),
+		$node->name . " caught up with S's log end $end");
+}
+my $expected = raw_rows($s);
+is(raw_rows($x), $expected, 'X holds exactly the rows of S');
+is(raw_rows($l), $expected, 'L holds exactly the rows of S');
+is($s->safe_psql('postgres', q{SELECT string_agg(convert_from(value, 'UTF8'), ' ' ORDER BY log_offset)
+	FROM commitlog_topics.div WHERE log_offset < 3}), 'a-0 a-1 a-2', 'the acknowledged records are kept');
+
+$_->stop for @brokers;
+$coord->stop;
+done_testing();

@@ -483,12 +483,19 @@ plan_subscriptions(void)
 	MemoryContext outer = CurrentMemoryContext;
 
 	ClusterXactBegin("pg_commitlog: planning subscriptions");
-	/* leaders of partitions followed here whose local copy exists */
+	/*
+	 * Leaders of partitions followed here whose local copy exists.  Not a
+	 * dead leader of a topic being dropped: such a partition is not failed
+	 * over, and a subscription kept for it would also keep the partitions
+	 * that did fail over from their new leaders (it lists them, and cannot
+	 * be refreshed while that leader is down).
+	 */
 	wanted = psprintf("SELECT DISTINCT a.leader, b.conninfo, "
 					  "pg_catalog.format('commitlog_b%%s_to_b%%s', a.leader, %d) AS subname "
 					  "FROM commitlog.cluster_assignments a "
 					  "LEFT JOIN commitlog.cluster_brokers b ON b.broker_id = a.leader "
 					  "WHERE %d = ANY (a.replicas) AND a.leader <> %d "
+					  "AND NOT (a.deleting AND NOT COALESCE(b.alive, false)) "
 					  "AND EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id)",
 					  me, me, me);
 	n = ClusterSpiQuery(psprintf("SELECT w.subname, w.conninfo, w.leader FROM (%s) w WHERE w.conninfo IS NOT NULL "

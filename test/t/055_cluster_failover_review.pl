@@ -12,6 +12,7 @@
 #    wakes up.  S must not count L's tail in its log end: X's epoch
 #    overwrote those offsets, and X, returning, keeps everything below S's
 #    start offset.  Afterwards every replica holds the same rows.
+# 2. A topic dropped while its leader is dead (below).
 
 use strict;
 use warnings;
@@ -150,6 +151,59 @@ is(raw_rows($x), $expected, 'X holds exactly the rows of S');
 is(raw_rows($l), $expected, 'L holds exactly the rows of S');
 is($s->safe_psql('postgres', q{SELECT string_agg(convert_from(value, 'UTF8'), ' ' ORDER BY log_offset)
 	FROM commitlog_topics.div WHERE log_offset < 3}), 'a-0 a-1 a-2', 'the acknowledged records are kept');
+
+# --- 2. a topic being dropped while its leader is dead ---------------------------
+# Topics "keep" (1 partition) and "gone" (3 partitions, so one is led by
+# keep's leader K), all on three replicas.  K's worker freezes, "gone" is
+# dropped, K dies.  "gone" is not failed over (it is being dropped), so its
+# partition keeps the dead K as leader; the followers must still let go of
+# their subscription to K, or "keep" (whose table that subscription lists,
+# and which nobody can refresh while K is down) is never taken over.
+{
+	my $what = 'dropped topic, dead leader';
+	$s->safe_psql('postgres', q{SELECT commitlog.create_topic('keep', 1, 3, '{"min.insync.replicas": 2}');
+		SELECT commitlog.create_topic('gone', 3, 3)});
+	my $keep = q{FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
+	             WHERE t.name = 'keep' AND p.partition = 0};
+	ok( wait_until($coord, q{SELECT count(*) = 4 AND bool_and(p.leader IS NOT NULL AND cardinality(p.isr) = 3)
+		FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
+		WHERE t.name IN ('keep', 'gone')}),
+		"$what: both topics have leaders and full ISRs");
+	for my $node (@brokers)
+	{
+		ok( wait_until($node, q{SELECT count(*) = 4 FROM commitlog.partition_list WHERE topic IN ('keep', 'gone')
+			AND leader IS NOT NULL AND cardinality(isr) = 3}),
+			"$what: " . $node->name . ' hosts both topics');
+	}
+	my ($k_id, $k_epoch) = split /\|/, $coord->safe_psql('postgres', "SELECT p.leader || '|' || p.leader_epoch $keep");
+	my $k = node_of($k_id);
+	my @others = grep { $_ != $k } @brokers;
+	ok( wait_until($_, "SELECT count(*) = 2 FROM commitlog.partition_list WHERE topic IN ('keep', 'gone') "
+			  . "AND leader = $k_id AND EXISTS (SELECT 1 FROM pg_subscription WHERE subname = 'commitlog_b${k_id}_to_b"
+			  . id_of($_) . "') AND NOT EXISTS (SELECT 1 FROM pg_subscription_rel WHERE srsubstate <> 'r')"),
+		"$what: " . $_->name . " follows keep and a partition of gone from broker $k_id") for @others;
+	my $k_worker = worker_pid($k);
+	kill 'STOP', $k_worker;
+	$others[0]->safe_psql('postgres', q{SELECT commitlog.drop_topic('gone')});
+	ok( wait_until($_, q{SELECT bool_and(deleting) FROM commitlog.cluster_assignments WHERE topic = 'gone'}),
+		"$what: " . $_->name . ' knows gone is being dropped') for @others;
+	kill 'KILL', $k_worker;
+	kill9_postmaster($k);
+	my $took = wait_until($coord, qq{SELECT p.leader <> $k_id AND p.leader_epoch > $k_epoch
+		AND EXISTS (SELECT 1 FROM commitlog.cluster_leader_epochs e WHERE e.topic_id = p.topic_id
+		  AND e.partition = p.partition AND e.leader_epoch = p.leader_epoch AND e.start_offset IS NOT NULL) $keep});
+	ok($took, "$what: a follower takes keep over");
+	my $n_id = $coord->safe_psql('postgres', "SELECT p.leader $keep");
+	ok( $took && wait_until(node_of($n_id), q{SELECT count(*) = 1 FROM commitlog.produce('keep', 'k'::bytea, partition => 0)}),
+		"$what: the new leader takes records");
+	$k->start;
+	ok(wait_until($coord, q{SELECT NOT EXISTS (SELECT 1 FROM commitlog.cluster_topics WHERE name = 'gone')}),
+		"$what: gone is dropped once its leader is back");
+	ok( wait_until($_, q{SELECT to_regclass('commitlog_topics.gone') IS NULL
+		AND NOT EXISTS (SELECT 1 FROM commitlog.replica_orphan_slots)
+		AND NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'commitlog\_%' AND NOT active)}),
+		"$what: " . $_->name . ' has no copy of gone and no slot left') for @brokers;
+}
 
 $_->stop for @brokers;
 $coord->stop;

@@ -13,6 +13,7 @@
 #    overwrote those offsets, and X, returning, keeps everything below S's
 #    start offset.  Afterwards every replica holds the same rows.
 # 2. A topic dropped while its leader is dead (below).
+# 3. A leader dying during a follower's table copy from it (below).
 
 use strict;
 use warnings;
@@ -52,14 +53,18 @@ sub state
 	return split /\|/, $coord->safe_psql('postgres', "SELECT coalesce(p.leader, 0) || '|' || p.leader_epoch $part");
 }
 
-# true once $id leads the partition at an epoch above $epoch and recorded its start
+# true once $id leads partition 0 of $topic (default div) at an epoch above
+# $epoch and recorded its start
 sub led_by_sql
 {
-	my ($id, $epoch) = @_;
+	my ($id, $epoch, $topic) = @_;
+	$topic //= 'div';
 	return qq{SELECT p.leader = $id AND p.leader_epoch > $epoch
 	             AND EXISTS (SELECT 1 FROM commitlog.cluster_leader_epochs e
 	                          WHERE e.topic_id = p.topic_id AND e.partition = p.partition
-	                            AND e.leader_epoch = p.leader_epoch AND e.start_offset IS NOT NULL) $part};
+	                            AND e.leader_epoch = p.leader_epoch AND e.start_offset IS NOT NULL)
+	            FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
+	           WHERE t.name = '$topic' AND p.partition = 0};
 }
 
 sub raw_rows
@@ -203,6 +208,70 @@ is($s->safe_psql('postgres', q{SELECT string_agg(convert_from(value, 'UTF8'), ' 
 		AND NOT EXISTS (SELECT 1 FROM commitlog.replica_orphan_slots)
 		AND NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'commitlog\_%' AND NOT active)}),
 		"$what: " . $_->name . ' has no copy of gone and no slot left') for @brokers;
+}
+
+# --- 3. a leader dies while a follower's table copy from it is running ----------
+# Topic "sync" led by T, followers N and F.  F stops applying; T writes
+# records N receives; T dies and N is elected.  F re-points and N publishes
+# the partition to it with a row filter: F's table sync creates its own slot
+# on N and copies, but the copy waits (a row F holds uncommitted at the same
+# key).  N dies meanwhile; F is elected and drops its subscription to N
+# without reaching N (slot_name = NONE).  The table sync's slot must not be
+# left on N for ever (holding WAL): F drops it, as its pair slot, once N
+# answers again.
+{
+	my $what = 'table copy cut short';
+	$s->safe_psql('postgres', q{SELECT commitlog.create_topic('sync', 1, 3)});
+	my $sync = q{FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
+	             WHERE t.name = 'sync' AND p.partition = 0};
+	ok(wait_until($coord, "SELECT p.leader IS NOT NULL AND cardinality(p.isr) = 3 $sync"),
+		"$what: sync has a leader and three in-sync replicas");
+	my ($t_id, $t_epoch) = split /\|/, $coord->safe_psql('postgres', "SELECT p.leader || '|' || p.leader_epoch $sync");
+	my $t = node_of($t_id);
+	my ($n, $f) = grep { $_ != $t } @brokers;
+	my ($n_id, $f_id) = (id_of($n), id_of($f));
+	my $rel = $coord->safe_psql('postgres', q{SELECT format('t%s$p0', id) FROM commitlog.cluster_topics WHERE name = 'sync'});
+	ok( wait_until($_, "SELECT EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid "
+			  . "WHERE c.relname = '$rel' AND r.srsubstate = 'r')"),
+		"$what: " . $_->name . ' follows sync') for ($n, $f);
+	my $sub_f = "commitlog_b${t_id}_to_b$f_id";
+	$f->safe_psql('postgres', "ALTER SUBSCRIPTION $sub_f DISABLE");
+	ok(wait_until($t, "SELECT count(*) = 0 FROM pg_stat_replication WHERE application_name = '$sub_f'"),
+		"$what: F (broker $f_id) stopped applying");
+	$t->safe_psql('postgres', q{SELECT count(*) FROM commitlog.produce_batch('sync', ARRAY['s-0', 's-1', 's-2']::bytea[], partition => 0)});
+	ok( wait_until($coord, "SELECT s.log_end = 3 FROM commitlog.cluster_replica_state s JOIN commitlog.cluster_topics t "
+			  . "ON t.id = s.topic_id WHERE t.name = 'sync' AND s.broker_id = $n_id"),
+		"$what: N (broker $n_id) holds T's records and said so");
+
+	# F holds offset 0 uncommitted: a copy of T's records into F waits for it
+	my $blocker = $f->background_psql('postgres');
+	$blocker->query_safe(q{BEGIN});
+	$blocker->query_safe(q{SET LOCAL commitlog.internal_maintenance = on});
+	$blocker->query_safe(q{INSERT INTO commitlog_topics.sync (partition, log_offset, "timestamp", value) VALUES (0, 0, now(), 'blocker')});
+
+	kill9_postmaster($t);
+	ok(wait_until($coord, led_by_sql($n_id, $t_epoch, 'sync')),
+		"$what: N leads after T died");
+	ok( wait_until($n, q{SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'pg\_%\_sync\_%')}),
+		"$what: F's table sync holds a slot on N");
+	my (undef, $n_epoch) = split /\|/, $coord->safe_psql('postgres', "SELECT p.leader || '|' || p.leader_epoch $sync");
+	kill9_postmaster($n);
+	quit_quietly($blocker);
+	ok( wait_until($coord, "SELECT p.leader = $f_id AND p.leader_epoch > $n_epoch $sync"),
+		"$what: F is elected after N died");
+	ok( wait_until($f, "SELECT NOT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = 'commitlog_b${n_id}_to_b$f_id')"),
+		"$what: F dropped its subscription to N");
+	$t->start;
+	$n->start;
+	ok( wait_until($coord, "SELECT p.leader = $f_id AND cardinality(p.isr) = 3 $sync"),
+		"$what: T and N are back in sync with F");
+	for my $node (@brokers)
+	{
+		ok( wait_until($node, q{SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE NOT active)
+			AND NOT EXISTS (SELECT 1 FROM commitlog.replica_orphan_slots)}),
+			"$what: " . $node->name . ' has no unused replication slot and no orphan left to drop')
+		  or diag $node->safe_psql('postgres', 'SELECT slot_name, active FROM pg_replication_slots');
+	}
 }
 
 $_->stop for @brokers;

@@ -525,7 +525,11 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 				"      pg_catalog.format('t%s$p%s', a.topic_id, a.partition))))), "
 				"(SELECT p.log_start_offset FROM commitlog.partitions p "
 				"  WHERE p.topic_id = a.topic_id AND p.partition = a.partition), "
-				"a.leader IS NOT DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int "
+				"a.leader IS NOT DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int, "
+				/* the highest watermark an earlier leader sent here */
+				"(SELECT pg_catalog.max(o.stable_offset) FROM commitlog.replica_watermarks o "
+				"  WHERE o.topic_id = a.topic_id AND o.partition = a.partition "
+				"  AND o.leader_id IS DISTINCT FROM a.leader) "
 				"FROM commitlog.cluster_assignments a "
 				"LEFT JOIN commitlog.replica_watermarks w ON w.leader_id = a.leader "
 				"AND w.topic_id = a.topic_id AND w.partition = a.partition "
@@ -579,8 +583,21 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 	{
 		int64		log_start = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 															 SPI_tuptable->tupdesc, 6, &isnull));
+		Datum		earlier;
 
 		stable = isnull ? 0 : Min(stable, log_start);
+		earlier = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
+
+		/*
+		 * After a failover, until the new leader's copy is done: what an
+		 * earlier leader made readable here is still here (a failover
+		 * truncates only above it), so keep serving it rather than going
+		 * back to nothing (readers would be told their offset is out of
+		 * range).
+		 */
+		if (!isnull)
+			stable = Max(stable, DatumGetInt64(earlier));
+		log_end = Max(log_end, stable);
 	}
 	CatalogEnd(nestlevel);
 	end->stable = stable;

@@ -14,6 +14,7 @@
 #    start offset.  Afterwards every replica holds the same rows.
 # 2. A topic dropped while its leader is dead (below).
 # 3. A leader dying during a follower's table copy from it (below).
+# 4. Reads on a follower before the new leader has taken over (below).
 
 use strict;
 use warnings;
@@ -272,6 +273,55 @@ is($s->safe_psql('postgres', q{SELECT string_agg(convert_from(value, 'UTF8'), ' 
 			"$what: " . $node->name . ' has no unused replication slot and no orphan left to drop')
 		  or diag $node->safe_psql('postgres', 'SELECT slot_name, active FROM pg_replication_slots');
 	}
+}
+
+# --- 4. reads on a follower while the new leader has not taken over yet ----------
+# Topic "reads" led by R; five records acknowledged by all.  The follower N
+# is elected but its worker is frozen before it takes over; the other
+# follower F already knows N leads.  F must go on serving what it served
+# (everything below the high watermark it knew), not fall back to nothing:
+# a consumer there would get "offset out of range" and reset.
+{
+	my $what = 'reads during a take-over';
+	$s->safe_psql('postgres', q{SELECT commitlog.create_topic('reads', 1, 3)});
+	my $reads = q{FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
+	              WHERE t.name = 'reads' AND p.partition = 0};
+	ok(wait_until($coord, "SELECT p.leader IS NOT NULL AND cardinality(p.isr) = 3 $reads"),
+		"$what: reads has a leader and three in-sync replicas");
+	my ($r_id, $r_epoch) = split /\|/, $coord->safe_psql('postgres', "SELECT p.leader || '|' || p.leader_epoch $reads");
+	my $r = node_of($r_id);
+	my $ctl = $coord->safe_psql('postgres', q{SELECT c.broker_id FROM commitlog.controller c
+		JOIN commitlog.controller_state s ON s.pid = c.pid AND s.epoch = c.epoch
+		JOIN commitlog.clusters cl ON cl.id = s.cluster_id WHERE cl.name = 'default'});
+	my ($n, $f) = sort { (id_of($a) == $ctl) <=> (id_of($b) == $ctl) } grep { $_ != $r } @brokers;
+	my ($n_id, $f_id) = (id_of($n), id_of($f));
+	ok(wait_until($_, q{SELECT cardinality(isr) = 3 FROM commitlog.partition_list WHERE topic = 'reads'}),
+		"$what: " . $_->name . ' hosts reads') for @brokers;
+	my $out = $r->safe_psql('postgres', q{SET commitlog.acks = 'all';
+		SELECT count(*) FROM commitlog.produce_batch('reads', ARRAY['r-0', 'r-1', 'r-2', 'r-3', 'r-4']::bytea[], partition => 0);
+		SELECT commitlog.await_replication(30000);});
+	is($out, "5\n5", "$what: five records acknowledged");
+	ok(wait_until($f, q{SELECT commitlog.latest_offset('reads', 0) = 5}), "$what: F serves them");
+
+	my $n_worker = worker_pid($n);
+	kill 'STOP', $n_worker;
+	$coord->safe_psql('postgres', "UPDATE commitlog.cluster_replica_state s SET log_end = 1000 "
+		  . "FROM commitlog.cluster_topics t WHERE t.id = s.topic_id AND t.name = 'reads' AND s.broker_id = $n_id");
+	kill9_postmaster($r);
+	ok(wait_until($coord, "SELECT p.leader = $n_id $reads"), "$what: N (broker $n_id) is elected");
+	ok(wait_until($f, "SELECT leader = $n_id FROM commitlog.partition_list WHERE topic = 'reads'"),
+		"$what: F (broker $f_id) knows N leads");
+	is($f->safe_psql('postgres', q{SELECT commitlog.latest_offset('reads', 0)}), '5',
+		"$what: F still serves up to offset 5 before N took over");
+	my ($rc, $got, $err) = $f->psql('postgres',
+		q{SELECT string_agg(convert_from(value, 'UTF8'), ' ' ORDER BY log_offset) FROM commitlog.fetch('reads', 0, 3)});
+	is($got, 'r-3 r-4', "$what: ... and a consumer at offset 3 reads on") or diag $err;
+	kill 'CONT', $n_worker;
+	ok(wait_until($coord, led_by_sql($n_id, $r_epoch, 'reads')), "$what: N takes over");
+	$r->start;
+	ok(wait_until($coord, "SELECT p.leader = $n_id AND cardinality(p.isr) = 3 $reads"),
+		"$what: all three replicas are in sync again");
+	ok(wait_until($f, q{SELECT commitlog.latest_offset('reads', 0) >= 5}), "$what: F serves the records");
 }
 
 $_->stop for @brokers;

@@ -45,8 +45,7 @@ sub wait_until
 }
 
 # FROM clause selecting partition 0 of topic div on the coordinator (as p)
-my $part = q{FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
-             WHERE t.name = 'div' AND p.partition = 0};
+my $part = part_of('div');
 
 # leader and leader epoch of the partition on the coordinator
 sub state
@@ -63,9 +62,36 @@ sub led_by_sql
 	return qq{SELECT p.leader = $id AND p.leader_epoch > $epoch
 	             AND EXISTS (SELECT 1 FROM commitlog.cluster_leader_epochs e
 	                          WHERE e.topic_id = p.topic_id AND e.partition = p.partition
-	                            AND e.leader_epoch = p.leader_epoch AND e.start_offset IS NOT NULL)
-	            FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
+	                            AND e.leader_epoch = p.leader_epoch AND e.start_offset IS NOT NULL) }
+	  . part_of($topic);
+}
+
+# FROM clause selecting partition 0 of $topic on the coordinator (as p)
+sub part_of
+{
+	my ($topic) = @_;
+	return qq{FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
 	           WHERE t.name = '$topic' AND p.partition = 0};
+}
+
+# Create $topic (1 partition, 3 replicas) and wait for its leader and full
+# ISR; returns (its part_of clause, leader, leader epoch).
+sub new_topic
+{
+	my ($what, $topic) = @_;
+	my $part = part_of($topic);
+	$brokers[0]->safe_psql('postgres', "SELECT commitlog.create_topic('$topic', 1, 3)");
+	ok(wait_until($coord, "SELECT p.leader IS NOT NULL AND cardinality(p.isr) = 3 $part"),
+		"$what: $topic has a leader and three in-sync replicas");
+	return ($part, split /\|/, $coord->safe_psql('postgres', "SELECT p.leader || '|' || p.leader_epoch $part"));
+}
+
+# The broker that is the controller of the brokers' cluster
+sub controller_id
+{
+	return $coord->safe_psql('postgres', q{SELECT c.broker_id FROM commitlog.controller c
+	   JOIN commitlog.controller_state s ON s.pid = c.pid AND s.epoch = c.epoch
+	   JOIN commitlog.clusters cl ON cl.id = s.cluster_id WHERE cl.name = 'default'});
 }
 
 sub raw_rows
@@ -82,6 +108,8 @@ sub worker_pid
 		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_commitlog worker' AND datname = 'postgres'});
 }
 
+ok(wait_until($coord, q{SELECT count(*) = 3 FROM commitlog.brokers WHERE alive AND cluster = 'default'}),
+	'three brokers are alive');
 $brokers[0]->safe_psql('postgres', q{SELECT commitlog.create_topic('div', 1, 3, '{"min.insync.replicas": 2}')});
 ok( wait_until($coord, qq{SELECT p.leader IS NOT NULL AND cardinality(p.isr) = 3 $part}),
 	'div has a leader and three in-sync replicas');
@@ -93,9 +121,7 @@ ok( wait_until($coord, q{SELECT count(*) = 1 FROM commitlog.controller c
 	   JOIN commitlog.controller_state s ON s.pid = c.pid AND s.epoch = c.epoch
 	   JOIN commitlog.clusters cl ON cl.id = s.cluster_id WHERE cl.name = 'default'}),
 	'the cluster has a controller');
-my $ctl_id = $coord->safe_psql('postgres', q{SELECT c.broker_id FROM commitlog.controller c
-	   JOIN commitlog.controller_state s ON s.pid = c.pid AND s.epoch = c.epoch
-	   JOIN commitlog.clusters cl ON cl.id = s.cluster_id WHERE cl.name = 'default'});
+my $ctl_id = controller_id();
 # S (frozen later) must not be the controller: someone has to elect meanwhile
 my ($s, $x) = sort { (id_of($a) == $ctl_id) <=> (id_of($b) == $ctl_id) } grep { $_ != $l } @brokers;
 my ($s_id, $x_id) = (id_of($s), id_of($x));
@@ -169,8 +195,7 @@ is($s->safe_psql('postgres', q{SELECT string_agg(convert_from(value, 'UTF8'), ' 
 	my $what = 'dropped topic, dead leader';
 	$s->safe_psql('postgres', q{SELECT commitlog.create_topic('keep', 1, 3, '{"min.insync.replicas": 2}');
 		SELECT commitlog.create_topic('gone', 3, 3)});
-	my $keep = q{FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
-	             WHERE t.name = 'keep' AND p.partition = 0};
+	my $keep = part_of('keep');
 	ok( wait_until($coord, q{SELECT count(*) = 4 AND bool_and(p.leader IS NOT NULL AND cardinality(p.isr) = 3)
 		FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
 		WHERE t.name IN ('keep', 'gone')}),
@@ -222,12 +247,7 @@ is($s->safe_psql('postgres', q{SELECT string_agg(convert_from(value, 'UTF8'), ' 
 # answers again.
 {
 	my $what = 'table copy cut short';
-	$s->safe_psql('postgres', q{SELECT commitlog.create_topic('sync', 1, 3)});
-	my $sync = q{FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
-	             WHERE t.name = 'sync' AND p.partition = 0};
-	ok(wait_until($coord, "SELECT p.leader IS NOT NULL AND cardinality(p.isr) = 3 $sync"),
-		"$what: sync has a leader and three in-sync replicas");
-	my ($t_id, $t_epoch) = split /\|/, $coord->safe_psql('postgres', "SELECT p.leader || '|' || p.leader_epoch $sync");
+	my ($sync, $t_id, $t_epoch) = new_topic($what, 'sync');
 	my $t = node_of($t_id);
 	my ($n, $f) = grep { $_ != $t } @brokers;
 	my ($n_id, $f_id) = (id_of($n), id_of($f));
@@ -283,16 +303,9 @@ is($s->safe_psql('postgres', q{SELECT string_agg(convert_from(value, 'UTF8'), ' 
 # a consumer there would get "offset out of range" and reset.
 {
 	my $what = 'reads during a take-over';
-	$s->safe_psql('postgres', q{SELECT commitlog.create_topic('reads', 1, 3)});
-	my $reads = q{FROM commitlog.cluster_partitions p JOIN commitlog.cluster_topics t ON t.id = p.topic_id
-	              WHERE t.name = 'reads' AND p.partition = 0};
-	ok(wait_until($coord, "SELECT p.leader IS NOT NULL AND cardinality(p.isr) = 3 $reads"),
-		"$what: reads has a leader and three in-sync replicas");
-	my ($r_id, $r_epoch) = split /\|/, $coord->safe_psql('postgres', "SELECT p.leader || '|' || p.leader_epoch $reads");
+	my ($reads, $r_id, $r_epoch) = new_topic($what, 'reads');
 	my $r = node_of($r_id);
-	my $ctl = $coord->safe_psql('postgres', q{SELECT c.broker_id FROM commitlog.controller c
-		JOIN commitlog.controller_state s ON s.pid = c.pid AND s.epoch = c.epoch
-		JOIN commitlog.clusters cl ON cl.id = s.cluster_id WHERE cl.name = 'default'});
+	my $ctl = controller_id();
 	my ($n, $f) = sort { (id_of($a) == $ctl) <=> (id_of($b) == $ctl) } grep { $_ != $r } @brokers;
 	my ($n_id, $f_id) = (id_of($n), id_of($f));
 	ok(wait_until($_, q{SELECT cardinality(isr) = 3 FROM commitlog.partition_list WHERE topic = 'reads'}),

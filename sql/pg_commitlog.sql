@@ -1130,7 +1130,8 @@ GRANT SELECT ON commitlog.replica_followers TO PUBLIC;
 
 -- Replication slots this broker (as a follower) left on other brokers: a
 -- subscription dropped while its leader was unreachable, as in a failover,
--- keeps its slot there (SET slot_name = NONE), and a slot holds WAL. The
+-- keeps its slot there (SET slot_name = NONE), and so do its unfinished
+-- table syncs (pg_<subid>_sync_<relid>_<sysid>); a slot holds WAL. The
 -- worker drops each once that broker answers (src/cluster/cluster_local.c).
 CREATE TABLE commitlog.replica_orphan_slots (
     slot_name text PRIMARY KEY,

@@ -526,10 +526,10 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 				"(SELECT p.log_start_offset FROM commitlog.partitions p "
 				"  WHERE p.topic_id = a.topic_id AND p.partition = a.partition), "
 				"a.leader IS NOT DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int, "
-				/* leaderless: the highest high watermark any leader replicated here */
-				"CASE WHEN a.leader IS NULL THEN (SELECT pg_catalog.max(o.stable_offset) "
-				"  FROM commitlog.replica_watermarks o WHERE o.topic_id = a.topic_id "
-				"  AND o.partition = a.partition) END "
+				/* the highest watermark an earlier leader sent here */
+				"(SELECT pg_catalog.max(o.stable_offset) FROM commitlog.replica_watermarks o "
+				"  WHERE o.topic_id = a.topic_id AND o.partition = a.partition "
+				"  AND o.leader_id IS DISTINCT FROM a.leader) "
 				"FROM commitlog.cluster_assignments a "
 				"LEFT JOIN commitlog.replica_watermarks w ON w.leader_id = a.leader "
 				"AND w.topic_id = a.topic_id AND w.partition = a.partition "
@@ -572,26 +572,6 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 	log_end = stable;
 
 	/*
-	 * No leader (no in-sync replica alive): serve what every in-sync
-	 * replica held, up to the last high watermark that arrived here; its
-	 * rows came after the records below them, and no truncation goes
-	 * below a high watermark.
-	 */
-	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
-
-		if (!isnull)
-		{
-			CatalogEnd(nestlevel);
-			end->stable = Max(DatumGetInt64(d), 0);
-			end->log_end = end->stable;
-			end->reserved_end = end->stable;
-			end->awaiting_flush = false;
-			return true;
-		}
-	}
-
-	/*
 	 * While the subscription still copies the partition or the watermarks
 	 * (a new subscription, or a table added by REFRESH PUBLICATION), each
 	 * table is synced on its own, so the watermark can be ahead of the
@@ -603,8 +583,21 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 	{
 		int64		log_start = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 															 SPI_tuptable->tupdesc, 6, &isnull));
+		Datum		earlier;
 
 		stable = isnull ? 0 : Min(stable, log_start);
+		earlier = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
+
+		/*
+		 * After a failover, until the new leader's copy is done: what an
+		 * earlier leader made readable here is still here (a failover
+		 * truncates only above it), so keep serving it rather than going
+		 * back to nothing (readers would be told their offset is out of
+		 * range).
+		 */
+		if (!isnull)
+			stable = Max(stable, DatumGetInt64(earlier));
+		log_end = Max(log_end, stable);
 	}
 	CatalogEnd(nestlevel);
 	end->stable = stable;

@@ -124,14 +124,16 @@ local_log_end(const EpochTask *t, int64 *log_end, int64 *hw)
 {
 	bool		isnull;
 
-	ClusterSpiQuery(psprintf("SELECT GREATEST((SELECT COALESCE(pg_catalog.max(log_offset) + 1, 0) "
+	/* not read-only: it must see a truncation earlier in the transaction */
+	if (SPI_execute(psprintf("SELECT GREATEST((SELECT COALESCE(pg_catalog.max(log_offset) + 1, 0) "
 							 "FROM commitlog_topics.%s), "
 							 "(SELECT p.log_start_offset FROM commitlog.partitions p "
 							 "WHERE p.topic_id = %d AND p.partition = %d)), "
 							 "(SELECT COALESCE(pg_catalog.max(w.stable_offset), 0) FROM commitlog.replica_watermarks w "
 							 "WHERE w.topic_id = %d AND w.partition = %d)",
 							 quote_identifier(psprintf("t%d$p%d", t->topic_id, t->partition)),
-							 t->topic_id, t->partition, t->topic_id, t->partition));
+							 t->topic_id, t->partition, t->topic_id, t->partition), false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the log end of a hosted partition");
 	*log_end = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*hw = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 }
@@ -185,16 +187,35 @@ take_over(const EpochTask *t)
 	int64		log_end;
 	int64		hw;
 	int64		start;
+	int64		skipped;
 	const char *params[5];
 	Topic	   *topic;
 	OffsetsPartitionKey key;
 
-	ClusterXactBegin("pg_commitlog: taking over a partition as its new leader");
-	local_log_end(t, &log_end, &hw);
 	params[0] = psprintf("%d", t->topic_id);
 	params[1] = psprintf("%d", t->partition);
-	params[2] = psprintf("%d", me);
+	params[2] = psprintf("%d", t->from_epoch);
 	params[3] = psprintf("%d", t->epoch);
+
+	/*
+	 * Epochs between the copy's and this one (this broker was elected before
+	 * it had re-pointed to an intermediate leader): what it holds at or above
+	 * the first of their start offsets is an old leader's unacknowledged
+	 * tail, which that epoch's leader overwrote; the copy's log end must not
+	 * count it, or the followers keep different records at those offsets.
+	 */
+	if (!coordinator_int8("SELECT COALESCE(pg_catalog.min(e.start_offset), -1) "
+						  "FROM commitlog.cluster_leader_epochs e "
+						  "WHERE e.topic_id = $1::int AND e.partition = $2::int "
+						  "AND e.leader_epoch > $3::int AND e.leader_epoch < $4::int",
+						  4, params, &skipped))
+		return;
+
+	ClusterXactBegin("pg_commitlog: taking over a partition as its new leader");
+	if (skipped >= 0)
+		truncate_from(t, skipped);
+	local_log_end(t, &log_end, &hw);
+	params[2] = psprintf("%d", me);
 	/* never below the high watermark: readers may have moved past its gaps */
 	params[4] = psprintf(INT64_FORMAT, Max(log_end, hw));
 	if (!coordinator_int8("SELECT commitlog.cluster_begin_epoch($1::int, $2::int, $3::int, $4::int, $5::bigint)",

@@ -483,12 +483,19 @@ plan_subscriptions(void)
 	MemoryContext outer = CurrentMemoryContext;
 
 	ClusterXactBegin("pg_commitlog: planning subscriptions");
-	/* leaders of partitions followed here whose local copy exists */
+	/*
+	 * Leaders of partitions followed here whose local copy exists.  Not a
+	 * dead leader of a topic being dropped: such a partition is not failed
+	 * over, and a subscription kept for it would also keep the partitions
+	 * that did fail over from their new leaders (it lists them, and cannot
+	 * be refreshed while that leader is down).
+	 */
 	wanted = psprintf("SELECT DISTINCT a.leader, b.conninfo, "
 					  "pg_catalog.format('commitlog_b%%s_to_b%%s', a.leader, %d) AS subname "
 					  "FROM commitlog.cluster_assignments a "
 					  "LEFT JOIN commitlog.cluster_brokers b ON b.broker_id = a.leader "
 					  "WHERE %d = ANY (a.replicas) AND a.leader <> %d "
+					  "AND NOT (a.deleting AND NOT COALESCE(b.alive, false)) "
 					  "AND EXISTS (SELECT 1 FROM commitlog.topics t WHERE t.id = a.topic_id)",
 					  me, me, me);
 	n = ClusterSpiQuery(psprintf("SELECT w.subname, w.conninfo, w.leader FROM (%s) w WHERE w.conninfo IS NOT NULL "
@@ -607,11 +614,23 @@ reconcile_subscribe(void)
 			ereport(LOG,
 					(errmsg("pg_commitlog: broker %d dropped subscription %s and its slot",
 							commitlog_broker_id, name)));
+		/*
+		 * Unreachable leader: remember its slots to drop them later.  Also
+		 * those of table syncs not done (a copy cut short by the failover):
+		 * DROP SUBSCRIPTION without a slot leaves them on the leader, where
+		 * each would hold WAL for ever (named as PostgreSQL's
+		 * ReplicationSlotNameForTablesync names them).
+		 */
 		else if (loopback_run(conn, psprintf("INSERT INTO commitlog.replica_orphan_slots (slot_name, conninfo) "
 											 "SELECT s.subslotname, s.subconninfo FROM pg_catalog.pg_subscription s "
 											 "WHERE s.subname = %s AND s.subslotname IS NOT NULL "
+											 "UNION ALL SELECT pg_catalog.format('pg_%%s_sync_%%s_%%s', s.oid, r.srrelid, "
+											 "  (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c)), s.subconninfo "
+											 "FROM pg_catalog.pg_subscription s "
+											 "JOIN pg_catalog.pg_subscription_rel r ON r.srsubid = s.oid "
+											 "WHERE s.subname = %s AND r.srsubstate NOT IN ('r', 's') "
 											 "ON CONFLICT (slot_name) DO UPDATE SET conninfo = EXCLUDED.conninfo",
-											 quote_literal_cstr(name))) &&
+											 quote_literal_cstr(name), quote_literal_cstr(name))) &&
 				 loopback_run(conn, psprintf("ALTER SUBSCRIPTION %s DISABLE", sub)) &&
 				 loopback_run(conn, psprintf("ALTER SUBSCRIPTION %s SET (slot_name = NONE)", sub)) &&
 				 loopback_run(conn, psprintf("DROP SUBSCRIPTION %s", sub)))

@@ -585,7 +585,9 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 															 SPI_tuptable->tupdesc, 6, &isnull));
 		Datum		earlier;
 
-		stable = isnull ? 0 : Min(stable, log_start);
+		if (isnull)
+			log_start = 0;
+		stable = Min(stable, log_start);
 		earlier = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
 
 		/*
@@ -595,8 +597,23 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 		 * back to nothing (readers would be told their offset is out of
 		 * range).
 		 */
-		if (!isnull)
-			stable = Max(stable, DatumGetInt64(earlier));
+		if (!isnull && DatumGetInt64(earlier) > stable)
+		{
+			int64		high = DatumGetInt64(earlier);
+
+			/*
+			 * Not past this copy's own last record: after an unclean
+			 * election truncated it below that watermark, the offsets
+			 * between are the new leader's to fill.
+			 */
+			CatalogRead(psprintf("SELECT COALESCE(pg_catalog.max(log_offset) + 1, 0) FROM commitlog_topics.%s",
+								 quote_identifier(psprintf("t%d$p%d", topic->id, partition))),
+						0, NULL, NULL, 1);
+			if (SPI_processed == 1)
+				high = Min(high, Max(log_start, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+																			 SPI_tuptable->tupdesc, 1, &isnull))));
+			stable = Max(stable, high);
+		}
 		log_end = Max(log_end, stable);
 	}
 	CatalogEnd(nestlevel);

@@ -525,11 +525,7 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 				"      pg_catalog.format('t%s$p%s', a.topic_id, a.partition))))), "
 				"(SELECT p.log_start_offset FROM commitlog.partitions p "
 				"  WHERE p.topic_id = a.topic_id AND p.partition = a.partition), "
-				"a.leader IS NOT DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int, "
-				/* the highest watermark an earlier leader sent here */
-				"(SELECT pg_catalog.max(o.stable_offset) FROM commitlog.replica_watermarks o "
-				"  WHERE o.topic_id = a.topic_id AND o.partition = a.partition "
-				"  AND o.leader_id IS DISTINCT FROM a.leader) "
+				"a.leader IS NOT DISTINCT FROM pg_catalog.current_setting('commitlog.broker_id')::int "
 				"FROM commitlog.cluster_assignments a "
 				"LEFT JOIN commitlog.replica_watermarks w ON w.leader_id = a.leader "
 				"AND w.topic_id = a.topic_id AND w.partition = a.partition "
@@ -588,31 +584,31 @@ ClusterFollowerEnd(const Topic *topic, int32 partition, OffsetsEnd *end)
 		if (isnull)
 			log_start = 0;
 		stable = Min(stable, log_start);
-		earlier = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
 
 		/*
 		 * After a failover, until the new leader's copy is done: what an
 		 * earlier leader made readable here is still here (a failover
 		 * truncates only above it), so keep serving it rather than going
 		 * back to nothing (readers would be told their offset is out of
-		 * range).
+		 * range).  Not past this copy's own last record, though: after an
+		 * unclean election truncated it below that watermark, the offsets
+		 * between are the new leader's to fill.  Read only here, off the
+		 * path of a synced follower's fetch.
 		 */
-		if (!isnull && DatumGetInt64(earlier) > stable)
+		CatalogRead(psprintf("SELECT (SELECT pg_catalog.max(o.stable_offset) FROM commitlog.replica_watermarks o "
+							 "  WHERE o.topic_id = $1 AND o.partition = $2 "
+							 "  AND o.leader_id IS DISTINCT FROM (SELECT a.leader FROM commitlog.cluster_assignments a "
+							 "    WHERE a.topic_id = $1 AND a.partition = $2)), "
+							 "(SELECT COALESCE(pg_catalog.max(log_offset) + 1, 0) FROM commitlog_topics.%s)",
+							 quote_identifier(psprintf("t%d$p%d", topic->id, partition))),
+					2, argtypes, args, 1);
+		earlier = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
 		{
-			int64		high = DatumGetInt64(earlier);
+			int64		own_end = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+															   SPI_tuptable->tupdesc, 2, &isnull));
 
-			/*
-			 * Not past this copy's own last record: after an unclean
-			 * election truncated it below that watermark, the offsets
-			 * between are the new leader's to fill.
-			 */
-			CatalogRead(psprintf("SELECT COALESCE(pg_catalog.max(log_offset) + 1, 0) FROM commitlog_topics.%s",
-								 quote_identifier(psprintf("t%d$p%d", topic->id, partition))),
-						0, NULL, NULL, 1);
-			if (SPI_processed == 1)
-				high = Min(high, Max(log_start, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-																			 SPI_tuptable->tupdesc, 1, &isnull))));
-			stable = Max(stable, high);
+			stable = Max(stable, Min(DatumGetInt64(earlier), Max(log_start, own_end)));
 		}
 		log_end = Max(log_end, stable);
 	}

@@ -179,6 +179,31 @@ coordinator_int8(const char *sql, int nparams, const char *const *params, int64 
 	return ok;
 }
 
+/*
+ * The first start offset recorded for the partition's epochs after the
+ * copy's, up to last_epoch; -1 when none.  False if the coordinator could
+ * not be asked or, with need_last, last_epoch's leader has not recorded
+ * its start yet.
+ */
+static bool
+first_start_after(const EpochTask *t, int32 last_epoch, bool need_last, int64 *start)
+{
+	const char *params[5];
+
+	params[0] = psprintf("%d", t->topic_id);
+	params[1] = psprintf("%d", t->partition);
+	params[2] = psprintf("%d", t->from_epoch);
+	params[3] = psprintf("%d", last_epoch);
+	params[4] = need_last ? "true" : "false";
+	return coordinator_int8("SELECT COALESCE(pg_catalog.min(e.start_offset), -1) "
+							"FROM commitlog.cluster_leader_epochs e "
+							"WHERE e.topic_id = $1::int AND e.partition = $2::int "
+							"AND e.leader_epoch > $3::int AND e.leader_epoch <= $4::int "
+							"HAVING NOT $5::boolean "
+							"OR pg_catalog.bool_or(e.leader_epoch = $4::int AND e.start_offset IS NOT NULL)",
+							5, params, start);
+}
+
 /* The new leader takes the partition over (file comment). */
 static void
 take_over(const EpochTask *t)
@@ -192,11 +217,6 @@ take_over(const EpochTask *t)
 	Topic	   *topic;
 	OffsetsPartitionKey key;
 
-	params[0] = psprintf("%d", t->topic_id);
-	params[1] = psprintf("%d", t->partition);
-	params[2] = psprintf("%d", t->from_epoch);
-	params[3] = psprintf("%d", t->epoch);
-
 	/*
 	 * Epochs between the copy's and this one (this broker was elected before
 	 * it had re-pointed to an intermediate leader): what it holds at or above
@@ -204,18 +224,17 @@ take_over(const EpochTask *t)
 	 * tail, which that epoch's leader overwrote; the copy's log end must not
 	 * count it, or the followers keep different records at those offsets.
 	 */
-	if (!coordinator_int8("SELECT COALESCE(pg_catalog.min(e.start_offset), -1) "
-						  "FROM commitlog.cluster_leader_epochs e "
-						  "WHERE e.topic_id = $1::int AND e.partition = $2::int "
-						  "AND e.leader_epoch > $3::int AND e.leader_epoch < $4::int",
-						  4, params, &skipped))
+	if (!first_start_after(t, t->epoch - 1, false, &skipped))
 		return;
 
 	ClusterXactBegin("pg_commitlog: taking over a partition as its new leader");
 	if (skipped >= 0)
 		truncate_from(t, skipped);
 	local_log_end(t, &log_end, &hw);
+	params[0] = psprintf("%d", t->topic_id);
+	params[1] = psprintf("%d", t->partition);
 	params[2] = psprintf("%d", me);
+	params[3] = psprintf("%d", t->epoch);
 	/* never below the high watermark: readers may have moved past its gaps */
 	params[4] = psprintf(INT64_FORMAT, Max(log_end, hw));
 	if (!coordinator_int8("SELECT commitlog.cluster_begin_epoch($1::int, $2::int, $3::int, $4::int, $5::bigint)",
@@ -284,24 +303,14 @@ take_over(const EpochTask *t)
 static void
 repoint(const EpochTask *t)
 {
-	const char *params[4];
 	int64		from;
-
-	params[0] = psprintf("%d", t->topic_id);
-	params[1] = psprintf("%d", t->partition);
-	params[2] = psprintf("%d", t->from_epoch);
-	params[3] = psprintf("%d", t->epoch);
 
 	/*
 	 * The first start offset of the epochs after the copy's; only once the
 	 * current epoch's leader has recorded its own (an epoch whose leader
 	 * died before recording one wrote nothing).
 	 */
-	if (!coordinator_int8("SELECT pg_catalog.min(e.start_offset) FROM commitlog.cluster_leader_epochs e "
-						  "WHERE e.topic_id = $1::int AND e.partition = $2::int "
-						  "AND e.leader_epoch > $3::int AND e.leader_epoch <= $4::int "
-						  "HAVING pg_catalog.bool_or(e.leader_epoch = $4::int AND e.start_offset IS NOT NULL)",
-						  4, params, &from))
+	if (!first_start_after(t, t->epoch, true, &from))
 		return;
 
 	ClusterXactBegin("pg_commitlog: truncating a partition for its new leader epoch");
